@@ -1,0 +1,56 @@
+"""Config: load (.py/.yaml with ``_base_``), override (``--opts``), validate, freeze.
+
+Imports neither torch nor DeepSpeed, so a bad config fails in milliseconds, before any
+process group or output directory exists.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Optional, Sequence
+
+import yaml
+
+from engine.config.aliases import fold_aliases, mirror_aliases
+from engine.config.checks import check_consistency
+from engine.config.defaults import DEFAULTS
+from engine.config.loader import apply_opts, load_file, merge
+from engine.config.node import CfgNode, to_plain
+
+__all__ = ["CfgNode", "get_cfg", "build_cfg", "dump_cfg", "default_cfg"]
+
+
+def get_cfg(config_file: str, opts: Optional[Sequence[str]] = None) -> CfgNode:
+    """Load ``config_file``, apply ``opts`` (``KEY VALUE`` pairs), validate and freeze.
+
+    Raises:
+        engine.errors.ConfigError: naming the key path, the value and what was expected.
+    """
+    return build_cfg(load_file(config_file), opts)
+
+
+def build_cfg(data: Dict[str, Any], opts: Optional[Sequence[str]] = None) -> CfgNode:
+    """Validate an in-memory config dict (the same path a file takes after loading)."""
+    data = apply_opts(data, list(opts or []))
+    checked = DEFAULTS.check(fold_aliases(data), "")
+    check_consistency(checked)
+    mirror_aliases(checked)
+    return CfgNode(checked).freeze()
+
+
+def default_cfg() -> Dict[str, Any]:
+    """Every framework key at its default, as plain dicts (documentation, tests)."""
+    return DEFAULTS.check({}, "")
+
+
+def dump_cfg(cfg: Any, path: str) -> None:
+    """Write the resolved config as YAML (atomically: a reader never sees half a file)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        yaml.safe_dump(to_plain(cfg), f, sort_keys=False, default_flow_style=False)
+    os.replace(tmp, path)
+
+
+# re-exported for callers that merge dicts the way config files do
+merge_dicts = merge

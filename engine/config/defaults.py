@@ -1,0 +1,126 @@
+"""Every framework-owned config key, its default and its meaning: the single place they are spelled.
+
+Files use these names in lowercase; code reads them upper-case (``cfg.SOLVER.MAX_ITER``).
+The README's config reference is generated from this table (``python -m engine.config.reference``).
+"""
+
+from __future__ import annotations
+
+from engine.config.schema import Field, Open, Section
+
+_BOOL, _INT, _FLOAT, _STR, _LIST, _DICT = (bool,), (int,), (float,), (str,), (list,), (dict,)
+
+#: Top-level DeepSpeed keys accepted in the ``deepspeed`` section besides the ones engine
+#: interprets; each is merged over the template as written. Mirrors deepspeed/runtime/
+#: constants.py (0.19); a key DeepSpeed does not know would be silently ignored by it,
+#: so engine rejects it with the closest names instead.
+DEEPSPEED_PASSTHROUGH_KEYS = (
+    "optimizer", "scheduler", "gradient_clipping", "zero_allow_untested_optimizer",
+    "zero_force_ds_cpu_optimizer", "steps_per_print", "wall_clock_breakdown", "memory_breakdown",
+    "prescale_gradients", "gradient_predivide_factor", "gradient_allreduce_op", "communication_data_type",
+    "seq_parallel_communication_data_type", "disable_allgather", "dump_state", "amp", "torch_autocast",
+    "data_types", "checkpoint", "flops_profiler", "comms_logger", "tensorboard", "csv_monitor", "wandb",
+    "comet", "aio", "elasticity", "compression_training", "data_efficiency", "curriculum_learning",
+    "sparse_attention", "autotuning", "nebula", "weight_quantization", "hybrid_engine", "compile",
+    "timers", "monitor_config", "sequence_parallel_size", "use_data_before_expert_parallelism",
+    "dataloader_drop_last", "log_level", "disable_python_gc", "zero_optimization",
+    "bf16", "fp16", "activation_checkpointing", "tensor_parallel", "pipeline",
+    "train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps",
+)
+
+_EMA = Section(
+    {
+        "enabled": Field(False, _BOOL, "keep an exponential moving average of the generator's weights"),
+        "decay_rate": Field(0.999, _FLOAT, "EMA decay per optimizer step", minimum=0.0),
+        "num_updates": Field(0, _INT, "starting update count for the warm-up decay min(decay, (1+n)/(10+n)); -1 disables warm-up", minimum=-1),
+    },
+    doc="exponential moving average of the generator",
+)
+
+_NETWORK_SOLVER = Section(
+    {
+        "optimizer": Section(
+            {
+                "type": Field("AdamW", _STR, "DeepSpeed optimizer type (Adam, AdamW, Lamb, ...) or any torch.optim class name"),
+                "params": Open("keyword arguments of the optimizer (lr, weight_decay, betas, ...)", default={"lr": 1e-3}),
+            }
+        ),
+        "lr_scheduler": Section(
+            {
+                "enabled": Field(False, _BOOL, "step an LR scheduler once per optimizer step"),
+                "type": Field("", _STR, "any torch.optim.lr_scheduler class, LRMultiplierScheduler, WarmupMultiStepLR, WarmupCosineLR or WarmupPolynomialDecay"),
+                "params": Open("keyword arguments of the scheduler", default={}),
+            }
+        ),
+        "clip_gradients": Section(
+            {
+                "enabled": Field(False, _BOOL, "clip gradients at every optimizer step"),
+                "clip_type": Field("norm", _STR, "norm: DeepSpeed's gradient_clipping on the global norm; value: clamp each element", choices=("norm", "value")),
+                "clip_value": Field(1.0, _FLOAT, "the max norm, or the max absolute value", minimum=0.0),
+                "norm_type": Field(2.0, _FLOAT, "norm order; DeepSpeed clips the 2-norm only"),
+                "group": Field(False, _BOOL, "seed compatibility; clipping is always over all parameters"),
+            }
+        ),
+    }
+)
+
+DEFAULTS = Section(
+    {
+        "output_dir": Field("./output", _STR, "where config.yaml, ds_config.json, logs, TensorBoard files and checkpoints go"),
+        "output_log_name": Field("train", _STR, "log file name in output_dir (without .log)"),
+        "seed": Field(42, _INT, "seed of python, numpy and torch RNGs; data order and augmentations derive from it", minimum=0),
+        "dataloader": Section(
+            {
+                "num_workers": Field(0, _INT, "data-loader worker processes per rank", minimum=0),
+                "train_data_set": Open("training data set: dict(name=<registered dataset>, transformer=[...], **params)", required_keys=("name",)),
+                "val_data_set": Open("validation data set, same form (optional)", required_keys=("name",)),
+                "test_data_set": Open("test data set, same form (optional; defaults to the validation set)", required_keys=("name",)),
+                "group_sampler": Field(False, _BOOL, "group images of similar aspect ratio into batches (needs dataset.aspect_ratios)"),
+                "pin_memory": Field(False, _BOOL, "pin host memory of batches (useful on GPU)"),
+                "timeout": Field(0.0, _FLOAT, "seconds to wait for a batch from workers before failing (0: no limit)", minimum=0.0),
+            }
+        ),
+        "trainer": Section(
+            {
+                "name": Field("BaseTrainer", _STR, "trainer class in BUILD_TRAINER_REGISTRY"),
+                "enable_epoch_method": Field(False, _BOOL, "train for solver.max_epoch epochs instead of solver.max_iter iterations"),
+                "weights": Field("", _STR, "pretrained weights loaded into the generator before training ('' for none)"),
+                "device": Field("auto", _STR, "auto: CUDA when present, else CPU", choices=("auto", "cuda", "cpu")),
+                "log_period": Field(20, _INT, "log losses, LR and speed every N optimizer steps", minimum=1),
+                "model": Section(
+                    {
+                        "name": Field("", _STR, "model bundle class in BUILD_MODEL_REGISTRY (required)"),
+                        "generator": Open("the network: dict(name=<BUILD_NETWORK_REGISTRY name>, **params)", required_keys=("name",), nullable=False),
+                        "discriminator": Open("GAN discriminator(s): one dict, or a list of dict(name=..., params=...)", allow_list=True),
+                        "loss": Open("loss config handed to the user's model (LossKeyCompose form)"),
+                        "ema": Open("seed spelling of solver.ema (enable/enabled, decay_rate, num_updates)"),
+                    }
+                ),
+                "loss": Open("seed spelling of trainer.model.loss"),
+            }
+        ),
+        "solver": Section(
+            {
+                "gradient_accumulation_batch": Field(-1, _INT, "micro-batches per optimizer step; values > 1 enable accumulation"),
+                "train_per_batch": Field(8, _INT, "samples per rank per optimizer step (micro batch = train_per_batch // accumulation)", minimum=1),
+                "val_per_batch": Field(8, _INT, "samples per rank per evaluation batch", minimum=1),
+                "test_per_batch": Field(8, _INT, "samples per rank per test batch", minimum=1),
+                "max_iter": Field(1000, _INT, "optimizer steps to train (iteration mode)", minimum=1),
+                "max_epoch": Field(1, _INT, "epochs to train (epoch mode, trainer.enable_epoch_method)", minimum=1),
+                "max_keep": Field(5, _INT, "newest complete checkpoints kept", minimum=1),
+                "checkpoint_period": Field(0, _INT, "save a checkpoint every N optimizer steps (0: only at the end)", minimum=0),
+                "eval_period": Field(0, _INT, "evaluate on the validation set every N optimizer steps (0: only at the end)", minimum=0),
+                "ema": _EMA,
+                "generator": _NETWORK_SOLVER,
+                "discriminator": Open("GAN: solver settings per discriminator", allow_list=True),
+            }
+        ),
+        "deepspeed": Section(
+            {
+                "config": Field("zero0", _STR, "DeepSpeed template: a name in ds_configs/ (zero0..zero3, zero2_offload, zero3_offload, bf16) or a .json path"),
+                "shm_comm": Field(False, _BOOL, "use DeepSpeed's shared-memory allreduce on CPU (JIT-built; leaves /dev/shm files under the deepspeed launcher)"),
+            },
+            extra=DEEPSPEED_PASSTHROUGH_KEYS,
+        ),
+    }
+)

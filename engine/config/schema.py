@@ -1,0 +1,147 @@
+"""Declarative description of framework-owned config keys, and its validator.
+
+Every framework key is declared once (in ``defaults.py``) with its default, type and a
+one-line meaning. Validation walks the user's config against that declaration: unknown
+keys, wrong types and out-of-range values fail with the full key path. ``Open`` marks
+user-owned sections whose keys belong to the user's constructors and pass through.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+from engine.errors import ConfigError
+from engine.utils.suggest import did_you_mean
+
+_TYPE_NAMES = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict"}
+
+
+@dataclass
+class Field:
+    """A framework-owned leaf value.
+
+    Args:
+        default: value used when the user does not set it.
+        types: accepted Python types; an int is accepted where float is, a tuple where list is.
+        doc: one line shown in the README's config reference.
+        choices: allowed values (strings compared case-insensitively), or None.
+        minimum: smallest allowed number, or None.
+        nullable: whether None is allowed.
+    """
+
+    default: Any
+    types: Tuple[type, ...]
+    doc: str
+    choices: Optional[Sequence[Any]] = None
+    minimum: Optional[float] = None
+    nullable: bool = False
+
+    def check(self, value: Any, path: str) -> Any:
+        if value is None and (self.nullable or self.default is None):
+            return None
+        if not _is_instance(value, self.types):
+            expected = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in self.types)
+            raise ConfigError(f"{path}: expected {expected}, got {value!r} ({type(value).__name__})")
+        if isinstance(value, tuple):
+            value = list(value)
+        if self.choices is not None and _normalise_choice(value) not in [_normalise_choice(c) for c in self.choices]:
+            raise ConfigError(f"{path}: {value!r} is not one of {list(self.choices)}")
+        if self.minimum is not None and value < self.minimum:
+            raise ConfigError(f"{path}: {value!r} is below the minimum {self.minimum}")
+        return value
+
+
+@dataclass
+class Open:
+    """A user-owned section: any keys, passed to the user's constructor unchanged.
+
+    Args:
+        doc: one line for the config reference.
+        required_keys: keys that must be present (e.g. the registry ``name``).
+        allow_list: whether a list of such dicts is accepted too (several discriminators).
+        nullable: whether the section may be absent (None).
+    """
+
+    doc: str
+    required_keys: Tuple[str, ...] = ()
+    allow_list: bool = False
+    nullable: bool = True
+    default: Any = None
+
+    def check(self, value: Any, path: str) -> Any:
+        if value is None:
+            if not self.nullable:
+                raise ConfigError(f"{path}: this section is required ({self.doc})")
+            return copy.deepcopy(self.default)
+        items = value if (self.allow_list and isinstance(value, (list, tuple))) else [value]
+        for index, item in enumerate(items):
+            where = f"{path}[{index}]" if items is value else path
+            if not isinstance(item, Mapping):
+                kinds = "a dict or a list of dicts" if self.allow_list else "a dict"
+                raise ConfigError(f"{where}: expected {kinds}, got {item!r}")
+            for key in self.required_keys:
+                if key not in item:
+                    raise ConfigError(f"{where}.{key}: required key is missing ({self.doc})")
+        return value
+
+
+@dataclass
+class Section:
+    """A framework-owned dict of ``Field``/``Open``/``Section`` entries; unknown keys are errors.
+
+    ``extra`` names further keys that are accepted and passed through untouched (e.g. the
+    DeepSpeed keys engine does not interpret).
+    """
+
+    entries: Dict[str, Any]
+    doc: str = ""
+    extra: Tuple[str, ...] = field(default=())
+
+    def check(self, value: Any, path: str) -> Dict[str, Any]:
+        if value is None:
+            value = {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path or 'config'}: expected a dict, got {value!r}")
+        known = list(self.entries) + list(self.extra)
+        result: Dict[str, Any] = {}
+        for key, item in value.items():
+            lower = key.lower() if isinstance(key, str) else key
+            if lower not in known:
+                where = f"{path}.{key}" if path else str(key)
+                raise ConfigError(f"{where}: unknown key.{did_you_mean(str(key), known)} Valid keys here: {', '.join(known)}")
+            result[lower] = item
+        checked = {}
+        for key, spec in self.entries.items():
+            where = f"{path}.{key}" if path else key
+            if key in result:
+                checked[key] = spec.check(result.pop(key), where)
+            else:
+                checked[key] = spec.check(None, where) if not isinstance(spec, Field) else copy.deepcopy(spec.default)
+        checked.update(result)  # the accepted extras, untouched
+        return checked
+
+    def walk(self, prefix: str = ""):
+        """Yield ``(key_path, spec)`` for every declared key, depth first (for docs)."""
+        for key, spec in self.entries.items():
+            path = f"{prefix}.{key}" if prefix else key
+            yield path, spec
+            if isinstance(spec, Section):
+                yield from spec.walk(path)
+
+
+def _is_instance(value: Any, types: Tuple[type, ...]) -> bool:
+    if isinstance(value, bool):
+        return bool in types
+    if float in types and isinstance(value, int):
+        return True
+    if list in types and isinstance(value, tuple):
+        return True
+    if dict in types and isinstance(value, Mapping):
+        return True
+    return isinstance(value, types)
+
+
+def _normalise_choice(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
