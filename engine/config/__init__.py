@@ -6,7 +6,6 @@ process group or output directory exists.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, Optional, Sequence
 
 import yaml
@@ -16,6 +15,7 @@ from engine.config.checks import check_consistency
 from engine.config.defaults import DEFAULTS
 from engine.config.loader import apply_opts, load_file, merge
 from engine.config.node import CfgNode, to_plain
+from engine.utils.fileio import atomic_write_text
 
 __all__ = ["CfgNode", "get_cfg", "build_cfg", "dump_cfg", "default_cfg"]
 
@@ -45,11 +45,7 @@ def default_cfg() -> Dict[str, Any]:
 
 def dump_cfg(cfg: Any, path: str) -> None:
     """Write the resolved config as YAML (atomically: a reader never sees half a file)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        yaml.safe_dump(to_plain(cfg), f, sort_keys=False, default_flow_style=False)
-    os.replace(tmp, path)
+    atomic_write_text(path, yaml.safe_dump(to_plain(cfg), sort_keys=False, default_flow_style=False))
 
 
 # re-exported for callers that merge dicts the way config files do

@@ -1,0 +1,39 @@
+"""The dataset registry and its builder."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from typing import Any, Iterator, Mapping
+
+from engine.utils.registry import Registry
+
+BUILD_DATASET_REGISTRY = Registry("DATASET")
+BUILD_DATASET_REGISTRY.__doc__ = "Datasets by name; config: dataloader.{train,val,test}_data_set = dict(name=..., **params)."
+
+#: the config path of the dataset being built, so EngineDataSet can name it in transform errors
+_BUILDING_AT: contextvars.ContextVar[str] = contextvars.ContextVar("dataset_config_path", default="dataset")
+
+
+def current_config_path() -> str:
+    return _BUILDING_AT.get()
+
+
+@contextlib.contextmanager
+def _building_at(path: str) -> Iterator[None]:
+    token = _BUILDING_AT.set(path)
+    try:
+        yield
+    finally:
+        _BUILDING_AT.reset(token)
+
+
+def build_dataset(spec: Mapping[str, Any], *, where: str) -> Any:
+    """Instantiate ``spec['name']`` from the registry with the rest of ``spec`` as arguments.
+
+    Args:
+        spec: ``dict(name=..., transformer=[...], **params)`` from the config.
+        where: its config key path (``dataloader.train_data_set``), named in errors.
+    """
+    with _building_at(where):
+        return BUILD_DATASET_REGISTRY.build(dict(spec), where=where)

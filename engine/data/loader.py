@@ -1,0 +1,78 @@
+"""DataLoaders for training (endless, seeded per sample) and inference (each sample once)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Callable, Optional, Tuple
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, get_worker_info
+
+from engine.data.samplers import InferenceSampler, TrainingSampler
+
+
+class SeededDataset(Dataset):
+    """Wraps a dataset so that each ``(index, seed)`` item is loaded with RNGs seeded by ``seed``.
+
+    Random augmentations then depend only on which sample is drawn in which epoch, not on
+    the worker that loads it or on what ran before: the property exact resume needs. In the
+    main process (``num_workers=0``) the training RNG states are restored afterwards, so
+    loading data does not shift dropout or other training randomness.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item: Tuple[int, int]) -> Any:
+        index, seed = item
+        if get_worker_info() is not None:
+            _seed_all(seed)
+            return self.dataset[index]
+        saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
+        try:
+            _seed_all(seed)
+            return self.dataset[index]
+        finally:
+            random.setstate(saved[0])
+            np.random.set_state(saved[1])
+            torch.set_rng_state(saved[2])
+
+    def __getattr__(self, name: str) -> Any:  # expose the user's dataset attributes
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_train_loader(dataset: Dataset, sampler: TrainingSampler, *, micro_batch: int, num_workers: int,
+                       collate_fn: Optional[Callable] = None, pin_memory: bool = False, timeout: float = 0.0,
+                       seed: int = 0) -> DataLoader:
+    """An endless loader of micro-batches in sampler order."""
+    return DataLoader(
+        SeededDataset(dataset), batch_size=micro_batch, sampler=sampler, num_workers=num_workers,
+        collate_fn=collate_fn, pin_memory=pin_memory, drop_last=True, timeout=timeout,
+        persistent_workers=num_workers > 0,
+        # workers' base seeds come from this generator, not from the global RNG, so creating
+        # the iterator does not consume training randomness
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def build_inference_loader(dataset: Dataset, *, batch_size: int, rank: int, world_size: int, num_workers: int,
+                           collate_fn: Optional[Callable] = None, pin_memory: bool = False,
+                           timeout: float = 0.0) -> DataLoader:
+    """A loader that visits this rank's slice of ``dataset`` once, in order."""
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=InferenceSampler(len(dataset), rank=rank, world_size=world_size),
+        num_workers=num_workers, collate_fn=collate_fn, pin_memory=pin_memory, drop_last=False, timeout=timeout,
+        generator=torch.Generator().manual_seed(0),
+    )

@@ -1,0 +1,95 @@
+"""``BaseModel``: the generator network, its optimizer and LR schedule, as one DeepSpeed engine."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Tuple
+
+import torch
+
+from engine import comm
+from engine.errors import EngineError
+from engine.model.build import build_network
+from engine.model.engine_wrap import clip_grad_value_, wrap_network
+from engine.schedule.ds_config import build_ds_config
+
+
+class BaseModel:
+    """The model bundle: what the user subclasses and registers in ``BUILD_MODEL_REGISTRY``.
+
+    The user writes ``run_step`` (forward + loss, returning the loss tensor or
+    ``dict(loss=..., **scalars)``) and ``generator`` (inference). Backward, gradient
+    accumulation, clipping, optimizer and LR steps happen here, through the DeepSpeed engine
+    ``self.g_model``, so user code is the same at every ZeRO stage.
+    """
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+        from deepspeed.accelerator import get_accelerator
+
+        self.device = torch.device(get_accelerator().current_device_name())
+        self.ds_config = build_ds_config(cfg, world_size=comm.get_world_size(), device=self.device.type)
+        network = self.create_model(cfg.TRAINER.MODEL.GENERATOR)
+        wrapped = wrap_network(network, cfg.SOLVER.GENERATOR, self.ds_config, where="solver.generator")
+        self.g_model = wrapped.engine
+        self.g_optimizer = wrapped.optimizer
+        self.g_lr_scheduler = wrapped.lr_scheduler
+        self._clip = cfg.SOLVER.GENERATOR.CLIP_GRADIENTS
+
+    # ---- what users override --------------------------------------------------------------
+    def create_model(self, params: Mapping[str, Any]) -> torch.nn.Module:
+        """Build the generator network from ``trainer.model.generator`` (seed hook)."""
+        return build_network(params, where="trainer.model.generator")
+
+    def run_step(self, data: Any, *, epoch: Any = None, **kwargs: Any) -> Any:
+        """Forward one micro-batch and return its loss (a tensor or ``dict(loss=..., **scalars)``)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement run_step(data, *, epoch=None, **kwargs)")
+
+    def generator(self, data: Any) -> Any:
+        """Inference on ``data``; called under ``torch.no_grad`` by evaluation."""
+        raise NotImplementedError(f"{type(self).__name__} must implement generator(data)")
+
+    # ---- what the trainer calls -----------------------------------------------------------
+    def train_micro_step(self, data: Any, *, epoch: Any = None) -> Dict[str, torch.Tensor]:
+        """Forward, backward and (at an accumulation boundary) optimizer step for one micro-batch."""
+        loss, scalars = split_step_output(self.run_step(data, epoch=epoch), type(self).__name__)
+        self.g_model.backward(loss)
+        if self._clip.ENABLED and self._clip.CLIP_TYPE == "value" and self.g_model.is_gradient_accumulation_boundary():
+            clip_grad_value_(self.g_model, float(self._clip.CLIP_VALUE))
+        self.g_model.step()
+        return {"loss": loss.detach(), **scalars}
+
+    def enable_train(self) -> None:
+        self.g_model.train()
+
+    def disable_train(self) -> None:
+        self.g_model.eval()
+
+    @property
+    def engines(self) -> Dict[str, Any]:
+        """Every DeepSpeed engine of the bundle by stable name (checkpoints save each)."""
+        return {"generator": self.g_model}
+
+    def learning_rates(self) -> Dict[str, float]:
+        return {name: float(engine.get_lr()[0]) for name, engine in self.engines.items()}
+
+    @property
+    def global_steps(self) -> int:
+        """Optimizer steps taken (DeepSpeed's counter)."""
+        return int(self.g_model.global_steps)
+
+
+def split_step_output(output: Any, owner: str) -> Tuple[torch.Tensor, Dict[str, Any]]:
+    """``run_step``'s return value as (loss to backward, other scalars to log)."""
+    if isinstance(output, torch.Tensor):
+        loss, scalars = output, {}
+    elif isinstance(output, Mapping) and "loss" in output:
+        loss = output["loss"]
+        scalars = {k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in output.items() if k != "loss"}
+    else:
+        raise EngineError(
+            f"{owner}.run_step returned {type(output).__name__}; expected a loss tensor or dict(loss=tensor, **scalars)"
+        )
+    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise EngineError(f"{owner}.run_step: the loss must be a scalar tensor, got {shape}")
+    return loss, scalars

@@ -1,0 +1,71 @@
+"""One network + its optimizer + its LR scheduler → one DeepSpeed engine.
+
+The only place (with the GAN bundle that reuses it) that calls ``deepspeed.initialize``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+import torch
+
+from engine.schedule.ds_config import uses_client_optimizer
+from engine.solver import build_lr_scheduler, build_optimizer
+
+
+@dataclass
+class WrappedNetwork:
+    """What ``deepspeed.initialize`` hands back, named."""
+
+    engine: Any  # deepspeed.DeepSpeedEngine
+    optimizer: Any
+    lr_scheduler: Optional[Any]
+
+
+def wrap_network(network: torch.nn.Module, solver: Mapping[str, Any], ds_config: Mapping[str, Any],
+                 *, where: str) -> WrappedNetwork:
+    """Build the optimizer/scheduler that ``solver`` describes and initialise a DeepSpeed engine.
+
+    Args:
+        network: the user's module.
+        solver: ``solver.generator``-shaped config (optimizer, lr_scheduler, clip_gradients).
+        ds_config: the derived DeepSpeed config (``engine.schedule.ds_config.build_ds_config``).
+        where: config path of ``solver``, named in errors.
+    """
+    import deepspeed
+
+    trainable = [p for p in network.parameters() if p.requires_grad]
+    optimizer = None
+    if uses_client_optimizer(ds_config):
+        optimizer = build_optimizer(solver["optimizer"], trainable, where=f"{where}.optimizer")
+    scheduler_spec = solver["lr_scheduler"]
+    make_scheduler = None
+    if scheduler_spec["enabled"]:
+        # a callable: DeepSpeed calls it with the optimizer it built (its own or ours)
+        def make_scheduler(opt: torch.optim.Optimizer) -> Any:
+            return build_lr_scheduler(scheduler_spec, opt, where=f"{where}.lr_scheduler")
+
+    engine, ds_optimizer, _, lr_scheduler = deepspeed.initialize(
+        model=network,
+        model_parameters=trainable,
+        optimizer=optimizer,
+        lr_scheduler=make_scheduler,
+        config=copy.deepcopy(dict(ds_config)),
+        dist_init_required=False,
+    )
+    return WrappedNetwork(engine, ds_optimizer, lr_scheduler)
+
+
+def clip_grad_value_(engine: Any, clip_value: float) -> None:
+    """Clamp every gradient element to ±clip_value wherever ZeRO keeps it (stages 0-3).
+
+    Call between ``backward`` and ``step`` at an accumulation boundary: the clamp then acts
+    on the accumulated, reduced gradient, as ``clip_grad_value_`` would without DeepSpeed.
+    Element-wise clamping of a shard equals clamping the whole, so no gather is needed.
+    """
+    from deepspeed.utils import safe_update_full_grad_vectorized
+
+    params = [p for p in engine.module.parameters() if p.requires_grad]
+    safe_update_full_grad_vectorized(params, lambda grad, _param: grad.clamp(-clip_value, clip_value))
