@@ -108,10 +108,16 @@ def build_shape(lr_scheduler_param: Mapping[str, Any], max_iter: int) -> ParamSc
             f"lr_scheduler_param: expected a dict with a 'name' key (one of "
             f"{', '.join(sorted(LR_MULTIPLIER_SHAPES))}), got {lr_scheduler_param!r}"
         )
+    _check_max_iter(max_iter)
     name = lr_scheduler_param["name"]
     builder = _lookup_shape(name)
     params = {k: v for k, v in lr_scheduler_param.items() if k != "name"}
     return instantiate(builder, params, where="lr_scheduler_param", args=(max_iter,))
+
+
+def _check_max_iter(max_iter: Any) -> None:
+    if not isinstance(max_iter, int) or isinstance(max_iter, bool) or max_iter < 1:
+        raise ConfigError(f"max_iter: expected a positive integer, got {max_iter!r}")
 
 
 def _lookup_shape(name: Any) -> Callable[..., ParamScheduler]:
@@ -142,10 +148,12 @@ class WarmupMultiplier:
         warmup_iter: int = 1000,
         warmup_method: str = "linear",
     ) -> None:
-        if not isinstance(max_iter, int) or isinstance(max_iter, bool) or max_iter < 1:
-            raise ConfigError(f"max_iter: expected a positive integer, got {max_iter!r}")
+        _check_max_iter(max_iter)
         if not isinstance(warmup_iter, int) or isinstance(warmup_iter, bool) or not 0 <= warmup_iter < max_iter:
-            raise ConfigError(f"warmup_iter: expected an integer in [0, max_iter={max_iter}), got {warmup_iter!r}")
+            raise ConfigError(
+                f"warmup_iter: expected an integer in [0, max_iter={max_iter}) (the default is 1000 steps), "
+                f"got {warmup_iter!r}"
+            )
         if warmup_method not in WARMUP_METHODS:
             raise ConfigError(
                 f"warmup_method: expected one of {', '.join(WARMUP_METHODS)}, got {warmup_method!r}."
