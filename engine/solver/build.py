@@ -40,8 +40,16 @@ LR_SCHEDULER_REGISTRY = Registry("LR_SCHEDULER")
 #: Optimizers beyond ``torch.optim`` (looked up first). Constructor: ``(params, **kwargs)``.
 OPTIMIZER_REGISTRY = Registry("OPTIMIZER")
 
-# Torch schedulers left out: their arguments are Python callables, which a config cannot hold.
-_NOT_CONFIGURABLE = {"LRScheduler", "_LRScheduler", "LambdaLR", "MultiplicativeLR"}
+# Torch schedulers left out, and why (the reason is the error a config naming one gets).
+_UNSUPPORTED = {
+    "LambdaLR": "its lr_lambda is a Python function, which a config cannot hold",
+    "MultiplicativeLR": "its lr_lambda is a Python function, which a config cannot hold",
+    "ReduceLROnPlateau": (
+        "it steps on a validation metric, but engine's schedulers are stepped by DeepSpeed once per "
+        "optimizer step without one (DeepSpeed would pass the batch size as the metric)"
+    ),
+}
+_BASES = {"LRScheduler", "_LRScheduler"}
 # Torch schedulers whose ``schedulers`` argument is a list of nested ``{type, params}`` specs.
 _NESTED = (torch_lr_scheduler.SequentialLR, torch_lr_scheduler.ChainedScheduler)
 
@@ -51,8 +59,7 @@ def _register_builtin_schedulers() -> None:
         LR_SCHEDULER_REGISTRY.register(cls)
     for name in torch_lr_scheduler.__all__:
         obj = getattr(torch_lr_scheduler, name, None)
-        if (inspect.isclass(obj) and name not in _NOT_CONFIGURABLE
-                and (issubclass(obj, LRScheduler) or name == "ReduceLROnPlateau")):
+        if inspect.isclass(obj) and issubclass(obj, LRScheduler) and name not in set(_UNSUPPORTED) | _BASES:
             LR_SCHEDULER_REGISTRY.register(obj)
 
 
@@ -77,8 +84,8 @@ def build_lr_scheduler(
         defaults: values engine knows (e.g. ``max_iter`` from ``solver.max_iter``) used for
             parameters the scheduler accepts and ``params`` leaves out.
 
-    Note: ``ReduceLROnPlateau`` needs a metric in ``step(metric)``; DeepSpeed's engine steps
-    schedulers without one, so the caller must step that one itself.
+    ``LambdaLR``, ``MultiplicativeLR`` and ``ReduceLROnPlateau`` are refused with the reason
+    (see ``_UNSUPPORTED``).
     """
     if spec is None or not spec.get("enabled", False):
         return None
@@ -119,6 +126,10 @@ def _build_scheduler(
     where: str,
     defaults: Optional[Mapping[str, Any]] = None,
 ) -> LRScheduler:
+    unsupported = {k.lower(): k for k in _UNSUPPORTED}
+    if isinstance(type_name, str) and type_name.lower() in unsupported:
+        name = unsupported[type_name.lower()]
+        raise ConfigError(f"{where}.type: {name} is not supported: {_UNSUPPORTED[name]}")
     cls = _lookup(type_name, LR_SCHEDULER_REGISTRY.names(), LR_SCHEDULER_REGISTRY.get, where=f"{where}.type",
                   kind="LR scheduler")
     if not isinstance(params, Mapping):

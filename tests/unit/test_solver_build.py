@@ -103,11 +103,18 @@ def test_nested_spec_error_names_its_index():
 
 def test_every_torch_scheduler_but_callable_ones_is_registered():
     names = set(LR_SCHEDULER_REGISTRY.names())
-    for name in ("StepLR", "MultiStepLR", "CosineAnnealingLR", "OneCycleLR", "CyclicLR", "ReduceLROnPlateau",
+    for name in ("StepLR", "MultiStepLR", "CosineAnnealingLR", "OneCycleLR", "CyclicLR", "ConstantLR",
                  "LinearLR", "PolynomialLR", "CosineAnnealingWarmRestarts", "LRMultiplierScheduler",
                  "WarmupMultiStepLR", "WarmupCosineLR", "WarmupPolynomialDecay"):
         assert name in names
-    assert "LambdaLR" not in names
+    assert not names & {"LambdaLR", "MultiplicativeLR", "ReduceLROnPlateau", "LRScheduler"}
+
+
+@pytest.mark.parametrize("type_name, reason", [("LambdaLR", "Python function"),
+                                               ("reducelronplateau", "validation metric")])
+def test_unsupported_torch_schedulers_say_why(type_name, reason):
+    with pytest.raises(ConfigError, match=rf"^{WHERE}\.type: .* is not supported: .*{reason}"):
+        build_lr_scheduler(dict(enabled=True, type=type_name, params={}), _sgd(), where=WHERE)
 
 
 def test_unknown_scheduler_type_names_key_value_and_closest():
