@@ -130,13 +130,17 @@ def init_distributed(info: LaunchInfo, device: str, *, shm_comm: bool, timeout_s
     )
 
 
-def shutdown_distributed() -> None:
-    """Destroy the process group and remove DeepSpeed's shm buffers this job left behind."""
+def shutdown_distributed(barrier: bool = True) -> None:
+    """Destroy the process group and remove DeepSpeed's shm buffers this job left behind.
+
+    ``barrier=False`` after a failure: waiting for peers that may have died would hang.
+    """
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         try:
-            dist.barrier()
+            if barrier:
+                dist.barrier()
         finally:
             import deepspeed.comm
 

@@ -1,0 +1,36 @@
+"""Rank-aware logging: rank 0 to console and ``<output_dir>/<name>.log``, other ranks to their own file."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+_FORMAT = "[%(asctime)s %(name)s %(levelname)s] %(message)s"
+_DATEFMT = "%m/%d %H:%M:%S"
+
+
+def setup_logger(output_dir: str, log_name: str, rank: int, name: str = "engine") -> logging.Logger:
+    """Configure the ``engine`` logger (and the user's ``__main__``/root messages) for this rank.
+
+    Rank 0 logs INFO to the console and to ``<log_name>.log``; rank r>0 logs to
+    ``<log_name>.rank<r>.log`` and only warnings to the console, so N ranks do not print
+    every line N times but a failing rank is still heard.
+    """
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    formatter = logging.Formatter(_FORMAT if rank == 0 else f"[rank{rank}] {_FORMAT}", _DATEFMT)
+    console = logging.StreamHandler(sys.stdout)
+    console.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    console.setFormatter(formatter)
+    logger.addHandler(console)
+    os.makedirs(output_dir, exist_ok=True)
+    file_name = f"{log_name}.log" if rank == 0 else f"{log_name}.rank{rank}.log"
+    file_handler = logging.FileHandler(os.path.join(output_dir, file_name), mode="a", encoding="utf-8")
+    file_handler.setFormatter(formatter)
+    logger.addHandler(file_handler)
+    return logger

@@ -1,0 +1,114 @@
+"""``BaseScheduler``: parse, validate, start distributed, build the trainer, run it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+import traceback
+from argparse import Namespace
+from typing import List, Optional
+
+from engine.config import CfgNode, dump_cfg, get_cfg
+from engine.errors import EngineError
+from engine.schedule import launch
+from engine.schedule.args import parse_args
+from engine.schedule.ds_config import build_ds_config, summarize, write_ds_config
+
+EXIT_BAD_INPUT = 2
+
+
+class BaseScheduler:
+    """Entry point of a training script: ``BaseScheduler().schedule()``.
+
+    Works under plain ``python`` (world size 1, or ``--num-gpus N`` local processes),
+    ``torchrun`` and the ``deepspeed`` launcher. Bad input ends with one clear message and
+    exit code 2, before any process group or output directory is created.
+    """
+
+    def __init__(self, argv: Optional[List[str]] = None) -> None:
+        self.args = parse_args(argv)
+
+    def schedule(self) -> None:
+        args = self.args
+        try:
+            cfg = get_cfg(args.config_file, args.opts)
+            if not launch.launched_externally() and args.num_gpus * args.num_machines > 1:
+                self._spawn(cfg)
+                return
+            if not launch.launched_externally():
+                host, port = launch.parse_dist_url(args.dist_url)
+                launch.set_rendezvous_env(0, 1, 0, 1, host, port, "python")
+            run_worker(self, cfg)
+        except EngineError as exc:
+            _fail(exc)
+
+    def _spawn(self, cfg: CfgNode) -> None:
+        """Plain ``python --num-gpus N``: start N local workers, as the seed did."""
+        import torch.multiprocessing as mp
+
+        host, port = launch.parse_dist_url(self.args.dist_url)
+        mp.start_processes(_spawned_worker, args=(self, cfg, host, port), nprocs=self.args.num_gpus,
+                           start_method="spawn", join=True)
+
+    # ---- overridable steps of one worker -------------------------------------------------------
+    def build_trainer(self, cfg: CfgNode):
+        from engine.trainer.build import build_trainer
+
+        return build_trainer(cfg)
+
+
+def _spawned_worker(local_rank: int, scheduler: BaseScheduler, cfg: CfgNode, host: str, port: int) -> None:
+    args = scheduler.args
+    per_machine = args.num_gpus
+    launch.set_rendezvous_env(args.machine_rank * per_machine + local_rank, per_machine * args.num_machines,
+                              local_rank, per_machine, host, port, "spawn")
+    try:
+        run_worker(scheduler, cfg)
+    except EngineError as exc:
+        _fail(exc)
+
+
+def run_worker(scheduler: BaseScheduler, cfg: CfgNode) -> None:
+    """Everything one rank does, from the config check to the process-group teardown."""
+    info = launch.read_launch_env()
+    device = launch.select_device(cfg.TRAINER.DEVICE)
+    ds_config = build_ds_config(cfg, world_size=info.world_size, device=device)  # config check, nothing started yet
+    threads = launch.configure_threads(info)
+    launch.init_distributed(info, device, shm_comm=cfg.DEEPSPEED.SHM_COMM)
+    try:
+        from engine.log.logger import setup_logger
+
+        logger = setup_logger(cfg.OUTPUT_DIR, cfg.OUTPUT_LOG_NAME, info.rank)
+        if info.rank == 0:
+            dump_cfg(cfg, os.path.join(cfg.OUTPUT_DIR, "config.yaml"))
+            write_ds_config(ds_config, os.path.join(cfg.OUTPUT_DIR, "ds_config.json"))
+        logger.info(f"world size {info.world_size} ({info.launcher}), device {device}, {threads} threads per rank")
+        logger.info(f"DeepSpeed: {summarize(ds_config)}")
+        seed_everything(cfg.SEED)  # same seed on every rank: identical initial weights
+        trainer = scheduler.build_trainer(cfg)
+        seed_everything(cfg.SEED + info.rank)  # then per-rank randomness (dropout) differs
+        trainer.resume_or_load(scheduler.args.resume)
+        trainer.train()
+    except BaseException as exc:
+        if not isinstance(exc, EngineError):
+            logging.getLogger("engine").error(f"rank {info.rank} failed:\n{traceback.format_exc()}")
+        launch.shutdown_distributed(barrier=False)  # peers may be gone: no collective here
+        raise
+    launch.shutdown_distributed(barrier=True)
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _fail(exc: EngineError) -> None:
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(f"engine: error: {exc}", file=sys.stderr, flush=True)
+    sys.exit(EXIT_BAD_INPUT)

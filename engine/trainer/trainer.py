@@ -1,0 +1,198 @@
+"""``BaseTrainer``: data, model bundle and hooks around a loop that reads like the algorithm."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
+
+import torch
+
+from engine import comm
+from engine.data.build import build_dataset
+from engine.data.loader import build_inference_loader, build_train_loader
+from engine.data.samplers import TrainingSampler
+from engine.log.storage import EventStorage
+from engine.model.base_model import split_step_output
+from engine.model.build import build_model
+from engine.schedule.ds_config import model_parallel_size
+from engine.trainer.build import BUILD_TRAINER_REGISTRY
+from engine.trainer.hooks import EvalHook, HookBase, LoggerHook, SeedCallbacksHook, reduce_mean, register_hooks
+
+logger = logging.getLogger("engine")
+
+
+@BUILD_TRAINER_REGISTRY.register()
+class BaseTrainer:
+    """Builds the datasets, loaders and model bundle from the config, then runs the loop.
+
+    One ``step`` is one optimizer step: ``solver.gradient_accumulation_batch`` micro-batches
+    through ``model.train_micro_step``. In epoch mode (``trainer.enable_epoch_method``) the
+    loop runs ``solver.max_epoch`` epochs of ``steps_per_epoch`` steps; the data stream is
+    the same in both modes.
+
+    Seed methods a subclass may override: ``before_loop``, ``iterate_after(epoch, loss_dict)``,
+    ``after_loop``, ``set_collate_fn(cfg)``, ``create_dataset``, ``create_model``, ``evaluate``.
+    """
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+        solver = cfg.SOLVER
+        self.accumulation = max(1, solver.GRADIENT_ACCUMULATION_BATCH)
+        self.micro_batch = solver.TRAIN_PER_BATCH // self.accumulation
+        self.collate_fn = self.set_collate_fn(cfg)
+        self.train_dataset = self.create_dataset(cfg.DATALOADER.TRAIN_DATA_SET, "dataloader.train_data_set")
+        val_spec = cfg.DATALOADER.VAL_DATA_SET
+        self.val_dataset = self.create_dataset(val_spec, "dataloader.val_data_set") if val_spec else None
+        self.model = self.create_model(cfg)
+        self.global_batch_size = int(self.model.ds_config["train_batch_size"])
+        parallel = model_parallel_size(self.model.ds_config)
+        self.dp_rank, self.dp_size = comm.get_rank() // parallel, comm.get_world_size() // parallel
+        self.sampler = TrainingSampler(
+            len(self.train_dataset), rank=self.dp_rank, world_size=self.dp_size,
+            samples_per_step=solver.TRAIN_PER_BATCH, seed=cfg.SEED,
+        )
+        self.steps_per_epoch = self.sampler.samples_per_epoch // solver.TRAIN_PER_BATCH
+        self.epoch_mode = bool(cfg.TRAINER.ENABLE_EPOCH_METHOD)
+        self.max_iter = self.steps_per_epoch * solver.MAX_EPOCH if self.epoch_mode else solver.MAX_ITER
+        self.start_iter = 0
+        self.iter = 0
+        self.step_outputs: Dict[str, torch.Tensor] = {}
+        self.data_time = 0.0
+        self.latest_metrics: Dict[str, float] = {}
+        self.latest_logged: Dict[str, float] = {}
+        self.val_loader = self._inference_loader(self.val_dataset, solver.VAL_PER_BATCH) if self.val_dataset else None
+        self.hooks: List[HookBase] = register_hooks(self, self.build_hooks())
+        self._data_iter: Optional[Iterator] = None
+
+    # ---- construction (seed hooks) ----------------------------------------------------------
+    def create_dataset(self, spec: Mapping[str, Any], where: str) -> Any:
+        return build_dataset(spec, where=where)
+
+    def create_model(self, cfg: Any) -> Any:
+        return build_model(cfg)
+
+    def set_collate_fn(self, cfg: Any) -> Optional[Callable]:
+        """The collate function of every loader; None means torch's default."""
+        return None
+
+    def build_hooks(self) -> List[HookBase]:
+        """Default hooks, in the order they run (see engine.trainer.hooks for why)."""
+        return [
+            SeedCallbacksHook(),
+            EvalHook(self.cfg.SOLVER.EVAL_PERIOD),
+            LoggerHook(self.cfg.TRAINER.LOG_PERIOD),
+        ]
+
+    # ---- seed callbacks ----------------------------------------------------------------------
+    def before_loop(self) -> None:
+        """Called once before the first step."""
+
+    def iterate_after(self, epoch: int, loss_dict: Dict[str, torch.Tensor]) -> None:
+        """Called after every optimizer step with the step's mean outputs (tensors)."""
+
+    def after_loop(self) -> None:
+        """Called once after the last step."""
+
+    # ---- the loop ------------------------------------------------------------------------------
+    @property
+    def epoch(self) -> int:
+        return self.iter // self.steps_per_epoch
+
+    def train(self) -> None:
+        """Run from ``start_iter`` to ``max_iter``."""
+        logger.info(f"training steps {self.start_iter}..{self.max_iter} "
+                    f"({self.steps_per_epoch} steps per epoch, global batch {self.global_batch_size})")
+        self.sampler.start = self.start_iter * self.cfg.SOLVER.TRAIN_PER_BATCH
+        self._data_iter = iter(self._train_loader())
+        self.model.enable_train()
+        with EventStorage() as self.storage:
+            self._call_hooks("before_train")
+            for self.iter in range(self.start_iter, self.max_iter):
+                self._call_hooks("before_step")
+                self.run_step()
+                self._call_hooks("after_step")
+            self._call_hooks("after_train")
+
+    loop = train  # the seed's name
+
+    def run_step(self) -> None:
+        """One optimizer step: ``accumulation`` micro-batches through the model bundle."""
+        self.data_time = 0.0
+        for _ in range(self.accumulation):
+            start = time.perf_counter()
+            data = next(self._data_iter)
+            self.data_time += time.perf_counter() - start
+            for name, value in self.model.train_micro_step(data, epoch=self.epoch).items():
+                self.storage.put_scalar(name, value)
+        self.step_outputs = self.storage.pop_step()
+
+    def _call_hooks(self, stage: str) -> None:
+        for hook in self.hooks:
+            getattr(hook, stage)()
+
+    # ---- evaluation ------------------------------------------------------------------------
+    def run_evaluation(self) -> Dict[str, float]:
+        """``evaluate`` on the validation loader, with the model in eval mode and no grad."""
+        self.model.disable_train()
+        try:
+            with torch.no_grad():
+                return self.evaluate(self.model, self.val_loader)
+        finally:
+            self.model.enable_train()
+
+    def evaluate(self, model: Any, data_loader: Any) -> Dict[str, float]:
+        """Metrics over the whole validation set (gathered across ranks); override for your own.
+
+        The default reports the mean of what ``run_step`` returns, without stepping.
+        """
+        sums: Dict[str, torch.Tensor] = {}
+        count = torch.zeros(())
+        for batch, weight in iterate_evenly(data_loader):
+            loss, scalars = split_step_output(model.run_step(batch), type(model).__name__)
+            for name, value in dict(scalars, loss=loss).items():
+                value = torch.as_tensor(value, dtype=torch.float64).detach().cpu() * weight
+                sums[name] = sums.get(name, 0.0) + value
+            count += weight
+        return {f"val/{k}": v for k, v in reduce_mean(sums, count).items()}
+
+    # ---- loaders -----------------------------------------------------------------------------
+    def _train_loader(self) -> Any:
+        data = self.cfg.DATALOADER
+        return build_train_loader(
+            self.train_dataset, self.sampler, micro_batch=self.micro_batch, num_workers=data.NUM_WORKERS,
+            collate_fn=self.collate_fn, pin_memory=data.PIN_MEMORY, timeout=data.TIMEOUT,
+            seed=self.cfg.SEED + self.dp_rank,
+        )
+
+    def _inference_loader(self, dataset: Any, batch_size: int) -> Any:
+        data = self.cfg.DATALOADER
+        return build_inference_loader(
+            dataset, batch_size=batch_size, rank=self.dp_rank, world_size=self.dp_size,
+            num_workers=data.NUM_WORKERS, collate_fn=self.collate_fn, pin_memory=data.PIN_MEMORY,
+            timeout=data.TIMEOUT,
+        )
+
+    # ---- weights / resume -----------------------------------------------------------------
+    def resume_or_load(self, resume: bool = False) -> None:
+        """Resume from the newest complete checkpoint, or load ``trainer.weights``."""
+        from engine.checkpoint.resume import resume_or_load
+
+        resume_or_load(self, resume)
+
+
+def iterate_evenly(data_loader: Any) -> Iterator:
+    """Yield ``(batch, 1.0)`` for this rank's batches, then ``(last_batch, 0.0)`` until all ranks are done.
+
+    Ranks may hold one batch more than others; under ZeRO-3 every forward is a collective,
+    so a rank that stopped early would hang the others. Padding batches count with weight 0.
+    """
+    mine = torch.tensor([len(data_loader)], dtype=torch.int64)
+    counts = comm.all_gather_object(int(mine))
+    batch = None
+    for batch in data_loader:
+        yield batch, 1.0
+    for _ in range(max(counts) - int(mine)):
+        if batch is None:
+            raise RuntimeError("a rank got no validation batch at all; use a validation set with at least world-size samples")
+        yield batch, 0.0

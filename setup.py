@@ -1,0 +1,42 @@
+"""engine_frame: the wheel of the engine training framework (``python3 setup.py bdist_wheel``)."""
+
+import os
+import re
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def read_version() -> str:
+    with open(os.path.join(HERE, "engine", "__init__.py"), encoding="utf-8") as f:
+        return re.search(r'__version__ = "([^"]+)"', f.read()).group(1)
+
+
+setup(
+    name="engine_frame",
+    version=read_version(),
+    description="A DeepSpeed-backed PyTorch training framework: config, scheduler, model bundle, trainer",
+    python_requires=">=3.9",
+    packages=find_packages(include=["engine", "engine.*"]) + ["engine.ds_configs"],
+    # the DeepSpeed templates live at the repo's top level and ship inside the package
+    package_dir={"engine.ds_configs": "ds_configs"},
+    package_data={"engine.ds_configs": ["*.json"]},
+    install_requires=[
+        # torch is installed first (see Makefile): a bare requirement would pull a CUDA build
+        "torch>=2.1,<2.15",
+        "deepspeed>=0.16,<0.20",
+        "fvcore>=0.1.5",
+        "opencv-python-headless>=4.8",
+        "pyyaml>=6.0",
+        "numpy>=1.24",
+        "tensorboard>=2.14",
+        "nvidia-ml-py>=12.0",
+        "safetensors>=0.4",
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        "examples": ["scikit-learn>=1.3"],
+        "test": ["pytest>=8.0", "pytest-timeout>=2.3", "pytorch-msssim>=1.0", "scikit-learn>=1.3"],
+    },
+)
