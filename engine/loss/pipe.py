@@ -91,7 +91,7 @@ class _Compose(nn.Module):
         return term
 
     @staticmethod
-    def _apply(term: _Term, inputs: Any, context: str) -> Tensor:
+    def _call_term(term: _Term, inputs: Any, context: str) -> Tensor:
         if isinstance(inputs, Mapping):
             if term.input_name is None:
                 wanted = getattr(term.loss, "arguments", ("pred", "target"))
@@ -171,7 +171,7 @@ class LossCompose(_Compose):
         terms: Terms = {}
         for term in self.terms:
             name = _unique(f"{self.prefix}/{term.label}", terms)
-            terms[name] = self._apply(term, inputs, f"LossCompose {name}")
+            terms[name] = self._call_term(term, inputs, f"LossCompose {name}")
         return self._finish(terms, return_terms)
 
 
@@ -222,7 +222,7 @@ class LossKeyCompose(_Compose):
                 for term in entry:
                     name = _unique(f"{key}/{term.label}", terms)
                     context = f"LossKeyCompose key {key!r}, {term.label} (input {index})"
-                    terms[name] = self._apply(term, inp, context)
+                    terms[name] = self._call_term(term, inp, context)
         if not terms:
             raise LossInputError(f"LossKeyCompose: no inputs given; expected {{key: inputs}} for keys {list(self.plan)}")
         return self._finish(terms, return_terms)
