@@ -8,7 +8,7 @@ import torch
 
 from engine import comm
 from engine.errors import EngineError
-from engine.model.build import build_network
+from engine.model.build import build_network, current_planned_steps
 from engine.model.engine_wrap import clip_grad_value_, wrap_network
 from engine.schedule.ds_config import build_ds_config
 
@@ -29,7 +29,8 @@ class BaseModel:
         self.device = torch.device(get_accelerator().current_device_name())
         self.ds_config = build_ds_config(cfg, world_size=comm.get_world_size(), device=self.device.type)
         network = self.create_model(cfg.TRAINER.MODEL.GENERATOR)
-        wrapped = wrap_network(network, cfg.SOLVER.GENERATOR, self.ds_config, where="solver.generator")
+        wrapped = wrap_network(network, cfg.SOLVER.GENERATOR, self.ds_config, where="solver.generator",
+                               max_iter=current_planned_steps(cfg))
         self.g_model = wrapped.engine
         self.g_optimizer = wrapped.optimizer
         self.g_lr_scheduler = wrapped.lr_scheduler

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import contextlib
+import contextvars
+from typing import Any, Iterator, Mapping, Optional
 
 from engine.utils.registry import Registry
 
@@ -11,6 +13,26 @@ BUILD_MODEL_REGISTRY.__doc__ = "Model bundles (BaseModel subclasses) by name; co
 
 BUILD_NETWORK_REGISTRY = Registry("NETWORK")
 BUILD_NETWORK_REGISTRY.__doc__ = "Networks (torch.nn.Module) by name; config: trainer.model.generator = dict(name=..., **params)."
+
+
+#: optimizer steps of the run being built; epoch mode knows it only once the data is loaded
+_PLANNED_STEPS: contextvars.ContextVar[Optional[int]] = contextvars.ContextVar("planned_steps", default=None)
+
+
+@contextlib.contextmanager
+def planned_steps(steps: int) -> Iterator[None]:
+    """Tell model bundles built inside this block how many optimizer steps the run takes."""
+    token = _PLANNED_STEPS.set(steps)
+    try:
+        yield
+    finally:
+        _PLANNED_STEPS.reset(token)
+
+
+def current_planned_steps(cfg: Any) -> int:
+    """The run's optimizer steps: set by the trainer, else ``solver.max_iter``."""
+    steps = _PLANNED_STEPS.get()
+    return steps if steps is not None else int(cfg.SOLVER.MAX_ITER)
 
 
 def build_model(cfg: Any) -> Any:

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Optional
 import torch
 
 from engine.schedule.ds_config import uses_client_optimizer
-from engine.solver import build_lr_scheduler, build_optimizer
+from engine.solver import build_optimizer, lr_scheduler_factory
 
 
 @dataclass
@@ -25,7 +25,7 @@ class WrappedNetwork:
 
 
 def wrap_network(network: torch.nn.Module, solver: Mapping[str, Any], ds_config: Mapping[str, Any],
-                 *, where: str) -> WrappedNetwork:
+                 *, where: str, max_iter: int) -> WrappedNetwork:
     """Build the optimizer/scheduler that ``solver`` describes and initialise a DeepSpeed engine.
 
     Args:
@@ -33,6 +33,7 @@ def wrap_network(network: torch.nn.Module, solver: Mapping[str, Any], ds_config:
         solver: ``solver.generator``-shaped config (optimizer, lr_scheduler, clip_gradients).
         ds_config: the derived DeepSpeed config (``engine.schedule.ds_config.build_ds_config``).
         where: config path of ``solver``, named in errors.
+        max_iter: optimizer steps of the whole run, for schedulers whose params leave it out.
     """
     import deepspeed
 
@@ -40,12 +41,9 @@ def wrap_network(network: torch.nn.Module, solver: Mapping[str, Any], ds_config:
     optimizer = None
     if uses_client_optimizer(ds_config):
         optimizer = build_optimizer(solver["optimizer"], trainable, where=f"{where}.optimizer")
-    scheduler_spec = solver["lr_scheduler"]
-    make_scheduler = None
-    if scheduler_spec["enabled"]:
-        # a callable: DeepSpeed calls it with the optimizer it built (its own or ours)
-        def make_scheduler(opt: torch.optim.Optimizer) -> Any:
-            return build_lr_scheduler(scheduler_spec, opt, where=f"{where}.lr_scheduler")
+    # a callable (or None): DeepSpeed calls it with the optimizer it built, its own or ours
+    make_scheduler = lr_scheduler_factory(solver["lr_scheduler"], where=f"{where}.lr_scheduler",
+                                          defaults={"max_iter": max_iter})
 
     engine, ds_optimizer, _, lr_scheduler = deepspeed.initialize(
         model=network,

@@ -21,7 +21,6 @@ from engine.utils.suggest import did_you_mean
 
 #: keys of the ``deepspeed`` section that engine interprets and does not hand to DeepSpeed
 ENGINE_KEYS = ("config", "shm_comm")
-_ADAM_FAMILY = ("Adam", "AdamW")
 
 
 def template_dirs() -> list:
@@ -135,23 +134,16 @@ def _derive_clipping(ds: Dict[str, Any], clip: Mapping[str, Any], origin) -> Non
 
 
 def _derive_optimizer(ds: Dict[str, Any], spec: Mapping[str, Any], origin, device: str) -> None:
-    from engine.solver import deepspeed_optimizer_name  # small table, no deepspeed import
+    from engine.solver import deepspeed_optimizer_config, deepspeed_optimizer_name  # no deepspeed import
 
     if "optimizer" in ds:
         raise ConfigError(
             f"{origin('optimizer')} conflicts with solver.generator.optimizer: set the optimizer in solver only"
         )
-    name = deepspeed_optimizer_name(spec["type"])
-    if name is None:
+    if deepspeed_optimizer_name(spec["type"]) is None:
         return  # a torch.optim class: engine builds it and hands it to deepspeed.initialize
-    params = dict(spec.get("params") or {})
-    if name.lower() in [n.lower() for n in _ADAM_FAMILY]:
-        # DeepSpeed turns "Adam" into AdamW unless told otherwise; keep torch's meaning of the name
-        params.setdefault("adam_w_mode", name.lower() == "adamw")
-        if device == "cpu":
-            # FusedAdam/CPUAdam would JIT-compile for over a minute; torch's Adam is as fast on CPU
-            params.setdefault("torch_adam", True)
-    ds["optimizer"] = {"type": name, "params": params}
+    # on CPU DeepSpeed's fused/CPU Adam would JIT-compile for over a minute; torch's is as fast
+    ds["optimizer"] = deepspeed_optimizer_config(spec, where="solver.generator.optimizer", torch_impl=device == "cpu")
 
 
 def _check_precision(ds: Dict[str, Any], origin, device: str) -> None:

@@ -14,12 +14,19 @@ from engine.data.loader import build_inference_loader, build_train_loader
 from engine.data.samplers import TrainingSampler
 from engine.log.storage import EventStorage
 from engine.model.base_model import split_step_output
-from engine.model.build import build_model
-from engine.schedule.ds_config import model_parallel_size
+from engine.model.build import build_model, planned_steps
+from engine.schedule.ds_config import build_ds_config, model_parallel_size
 from engine.trainer.build import BUILD_TRAINER_REGISTRY
 from engine.trainer.hooks import EvalHook, HookBase, LoggerHook, SeedCallbacksHook, reduce_mean, register_hooks
 
 logger = logging.getLogger("engine")
+
+
+def run_device_type() -> str:
+    """``cuda`` or ``cpu``: the accelerator the scheduler selected before DeepSpeed started."""
+    from deepspeed.accelerator import get_accelerator
+
+    return "cuda" if get_accelerator().device_name() == "cuda" else "cpu"
 
 
 @BUILD_TRAINER_REGISTRY.register()
@@ -44,9 +51,9 @@ class BaseTrainer:
         self.train_dataset = self.create_dataset(cfg.DATALOADER.TRAIN_DATA_SET, "dataloader.train_data_set")
         val_spec = cfg.DATALOADER.VAL_DATA_SET
         self.val_dataset = self.create_dataset(val_spec, "dataloader.val_data_set") if val_spec else None
-        self.model = self.create_model(cfg)
-        self.global_batch_size = int(self.model.ds_config["train_batch_size"])
-        parallel = model_parallel_size(self.model.ds_config)
+        self.ds_config = build_ds_config(cfg, world_size=comm.get_world_size(), device=run_device_type())
+        self.global_batch_size = int(self.ds_config["train_batch_size"])
+        parallel = model_parallel_size(self.ds_config)
         self.dp_rank, self.dp_size = comm.get_rank() // parallel, comm.get_world_size() // parallel
         self.sampler = TrainingSampler(
             len(self.train_dataset), rank=self.dp_rank, world_size=self.dp_size,
@@ -55,6 +62,8 @@ class BaseTrainer:
         self.steps_per_epoch = self.sampler.samples_per_epoch // solver.TRAIN_PER_BATCH
         self.epoch_mode = bool(cfg.TRAINER.ENABLE_EPOCH_METHOD)
         self.max_iter = self.steps_per_epoch * solver.MAX_EPOCH if self.epoch_mode else solver.MAX_ITER
+        with planned_steps(self.max_iter):
+            self.model = self.create_model(cfg)
         self.start_iter = 0
         self.iter = 0
         self.step_outputs: Dict[str, torch.Tensor] = {}
