@@ -1,0 +1,28 @@
+# The README's two commands: `make train` (set up, then train the digits example) and `make test`.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+# torch first, pinned to the CPU wheel: a bare `torch` requirement would pull a multi-GB CUDA build
+TORCH_SPEC ?= torch==2.13.0
+STAMP := .setup-done
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup train test test-fast clean
+
+$(STAMP): setup.py
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q -e ".[examples,test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+train: $(STAMP)
+	$(PYTHON) examples/digits/train.py --config-file examples/digits/configs/digits.py
+
+test: $(STAMP)
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests
+
+test-fast: $(STAMP)
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/unit
+
+clean:
+	rm -rf output build dist *.egg-info $(STAMP)
