@@ -204,3 +204,24 @@ def test_unknown_call_key_and_unreduced_loss():
         compose({"los1": (A, B)})
     with pytest.raises(ValueError, match=r"key 'loss1'.*returned shape \(3, 4\).*expected reduction='mean' or 'sum'"):
         compose({"loss1": (A, B)})
+
+
+def test_the_docs_example_runs():
+    cfg = dict(
+        pix=[dict(name="L1Loss", param=dict(lambda_weight=1.0))],
+        seg=[dict(name="CrossEntropyLoss", param=dict(lambda_weight=10.0, ignore_index=255)),
+             dict(name="BinaryDiceLoss", param=dict(from_logits=True), input_name=["edge_logits", "edge_mask"])],
+        percep=[(dict(name="VggLoss", param=dict(allow_random_init=True, layers=["relu1_2"], lambda_weight=0.1)),
+                 dict(name="SSIMLoss", param=dict(lambda_weight=0.5)))],
+    )
+    loss = LossKeyCompose(cfg, where="TRAINER.MODEL.LOSS")
+    fake, real = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    total = loss({
+        "pix": [(fake, real), (fake[..., ::2, ::2], real[..., ::2, ::2])],
+        "seg": [(torch.randn(2, 4, 8, 8), torch.randint(0, 4, (2, 8, 8))),
+                dict(edge_logits=torch.randn(2, 1, 8, 8), edge_mask=(torch.rand(2, 1, 8, 8) > 0.5).float())],
+        "percep": (fake, real),
+    })
+    assert list(loss.last_terms) == ["pix/L1Loss", "pix/L1Loss_1", "seg/CrossEntropyLoss", "seg/BinaryDiceLoss",
+                                     "percep/VggLoss", "percep/SSIMLoss"]
+    torch.testing.assert_close(total, sum(loss.last_terms.values()))
