@@ -1,0 +1,224 @@
+"""Pure image kernels: arrays in, arrays out, no randomness, no results dict.
+
+Pixel kernels take ``uint8`` images (values 0..255) and ``float32`` images (values
+0..1) of shape H x W or H x W x C, and return the same dtype and shape. Point-wise
+adjustments on ``uint8`` go through a 256-entry lookup table (``cv2.LUT``), which costs
+one memory pass whatever the curve. Color kernels assume RGB channel order (the seed's
+datasets convert ``cv2.imread`` output to RGB).
+
+The geometric kernels (flips, warps, resizes of arrays, points and boxes) live in
+:mod:`engine.transforms.geometry` and are re-exported here.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence, Tuple, Union
+
+import cv2
+import numpy as np
+import torch
+
+from engine.transforms.geometry import (  # noqa: F401  (re-exported kernels)
+    affine_matrix, box_filter, boxes_inside, clip_boxes, flip_boxes, flip_image, flip_points,
+    pad_image, resize_image, transform_boxes, transform_points, warp_image,
+)
+
+Number = Union[int, float]
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """H x W or H x W x C array -> contiguous C x H x W tensor.
+
+    ``uint8`` becomes ``float32`` in [0, 1]; floating input becomes ``float32`` unscaled
+    (it is already normalized, e.g. by :func:`normalize`); other dtypes (integer label
+    masks) keep their dtype.
+    """
+    if not isinstance(img, np.ndarray) or img.ndim not in (2, 3):
+        raise TypeError(f"to_tensor expects an H x W or H x W x C numpy array, got {type(img).__name__}"
+                        f"{getattr(img, 'shape', '')}")
+    chw = img[None] if img.ndim == 2 else img.transpose(2, 0, 1)
+    if img.dtype == np.uint8:
+        # Transpose while still uint8 (a quarter of the bytes), then convert in one pass.
+        return torch.from_numpy(np.ascontiguousarray(chw)).to(torch.float32).div_(255.0)
+    if np.issubdtype(img.dtype, np.floating):
+        return torch.from_numpy(np.ascontiguousarray(chw, dtype=np.float32))
+    return torch.from_numpy(np.ascontiguousarray(chw))
+
+
+def _channels(img: np.ndarray) -> int:
+    return 1 if img.ndim == 2 else img.shape[2]
+
+
+def _max_value(img: np.ndarray) -> float:
+    if img.dtype == np.uint8:
+        return 255.0
+    if img.dtype == np.float32:
+        return 1.0
+    raise TypeError(f"pixel transforms take uint8 (0..255) or float32 (0..1) images, got {img.dtype}")
+
+
+def _keep_axis(img: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """cv2 drops a trailing channel axis of size 1: give it back."""
+    return out[..., None] if img.ndim == 3 and out.ndim == 2 else out
+
+
+def apply_curve(img: np.ndarray, curve: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Apply a point-wise ``curve`` (in the image's own value units) and clip to the valid range."""
+    top = _max_value(img)
+    if img.dtype == np.uint8:
+        lut = np.clip(np.rint(curve(np.arange(256, dtype=np.float32))), 0, 255).astype(np.uint8)
+        return _keep_axis(img, cv2.LUT(img, lut))
+    return np.clip(curve(img), 0.0, top).astype(np.float32)
+
+
+def gray(img: np.ndarray) -> np.ndarray:
+    """Single-channel luma (ITU-R 601 weights, as cv2) of an RGB or gray image."""
+    if _channels(img) == 1:
+        return img.reshape(img.shape[:2])
+    if _channels(img) != 3:
+        raise ValueError(f"expected a 1- or 3-channel image, got {_channels(img)} channels")
+    return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+
+
+def adjust_brightness(img: np.ndarray, factor: float) -> np.ndarray:
+    """Multiply every value by ``factor`` (0 gives black, 1 the image itself)."""
+    return apply_curve(img, lambda v: v * factor)
+
+
+def adjust_contrast(img: np.ndarray, factor: float) -> np.ndarray:
+    """Scale the distance of every value from the image's mean gray level by ``factor``."""
+    mean = float(gray(img).mean())
+    return apply_curve(img, lambda v: (v - mean) * factor + mean)
+
+
+def adjust_brightness_contrast(img: np.ndarray, alpha: float, beta: float, beta_by_max: bool = True) -> np.ndarray:
+    """``v * alpha + beta * (max value or image mean)``: albumentations' (and the seed's) formula."""
+    offset = beta * (_max_value(img) if beta_by_max else float(img.mean()))
+    return apply_curve(img, lambda v: v * alpha + offset)
+
+
+def adjust_gamma(img: np.ndarray, gamma: float) -> np.ndarray:
+    """``max * (v / max) ** gamma``: gamma < 1 brightens dark tones, > 1 darkens them."""
+    top = _max_value(img)
+    return apply_curve(img, lambda v: top * np.power(v / top, gamma))
+
+
+def tone_curve(img: np.ndarray, low_y: float, high_y: float) -> np.ndarray:
+    """Map values through the cubic Bezier through (0, 0), (1/3, low_y), (2/3, high_y), (1, 1)."""
+    top = _max_value(img)
+
+    def bezier(v: np.ndarray) -> np.ndarray:
+        t = v / top
+        return top * (3 * (1 - t) ** 2 * t * low_y + 3 * (1 - t) * t ** 2 * high_y + t ** 3)
+    return apply_curve(img, bezier)
+
+
+def adjust_saturation(img: np.ndarray, factor: float) -> np.ndarray:
+    """Blend with the gray image: 0 is gray, 1 the image, >1 more saturated. Gray input is returned as is."""
+    if _channels(img) == 1:
+        return img
+    _max_value(img)
+    g = cv2.cvtColor(gray(img), cv2.COLOR_GRAY2RGB)
+    out = cv2.addWeighted(img, factor, g, 1.0 - factor, 0.0)
+    return out if img.dtype == np.uint8 else np.clip(out, 0.0, 1.0)
+
+
+def adjust_hue(img: np.ndarray, shift: float) -> np.ndarray:
+    """Rotate hue by ``shift`` turns (-0.5..0.5 covers the circle). Gray input is returned as is."""
+    if _channels(img) == 1 or shift == 0:
+        return img
+    _max_value(img)
+    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+    if img.dtype == np.uint8:  # cv2 stores 8-bit hue as 0..179
+        lut = np.tile(np.arange(256, dtype=np.uint8)[:, None, None], (1, 1, 3))
+        lut[:180, 0, 0] = (np.arange(180) + int(round(shift * 180))) % 180
+        hsv = cv2.LUT(hsv, lut)
+    else:
+        hsv[..., 0] = np.mod(hsv[..., 0] + shift * 360.0, 360.0)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+def to_gray(img: np.ndarray) -> np.ndarray:
+    """Gray replicated over 3 channels, so the shape (and the network input) stays the same."""
+    if _channels(img) == 1:
+        return img
+    return cv2.cvtColor(gray(img), cv2.COLOR_GRAY2RGB)
+
+
+def gaussian_blur(img: np.ndarray, ksize: int, sigma: float = 0.0) -> np.ndarray:
+    """Gaussian blur; ``ksize`` 0 derives the kernel from ``sigma``, ``sigma`` 0 from ``ksize``."""
+    return _keep_axis(img, cv2.GaussianBlur(img, (int(ksize), int(ksize)), sigmaX=float(sigma)))
+
+
+def sharpen(img: np.ndarray, alpha: float, lightness: float) -> np.ndarray:
+    """Blend the image with a Laplacian-sharpened copy (``alpha`` 0: none, 1: fully sharpened)."""
+    effect = np.array([[-1, -1, -1], [-1, 8 + lightness, -1], [-1, -1, -1]], dtype=np.float32)
+    identity = np.zeros((3, 3), dtype=np.float32)
+    identity[1, 1] = 1
+    kernel = (1 - alpha) * identity + alpha * effect
+    out = _keep_axis(img, cv2.filter2D(img, -1, kernel))
+    return out if img.dtype == np.uint8 else np.clip(out, 0.0, 1.0)
+
+
+def clahe(img: np.ndarray, clip_limit: float, tile_grid_size: Tuple[int, int] = (8, 8)) -> np.ndarray:
+    """Contrast-limited adaptive histogram equalization; RGB images are equalized on LAB lightness."""
+    if img.dtype != np.uint8:
+        raise TypeError(f"clahe takes uint8 images, got {img.dtype}")
+    op = cv2.createCLAHE(clipLimit=float(clip_limit), tileGridSize=tuple(int(t) for t in tile_grid_size))
+    if _channels(img) == 1:
+        return _keep_axis(img, op.apply(img.reshape(img.shape[:2])))
+    if _channels(img) != 3:
+        raise ValueError(f"clahe takes 1- or 3-channel images, got {_channels(img)} channels")
+    lab = cv2.cvtColor(img, cv2.COLOR_RGB2LAB)
+    lab[..., 0] = op.apply(np.ascontiguousarray(lab[..., 0]))
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+
+
+def compress(img: np.ndarray, quality: int, compression_type: str = "jpg") -> np.ndarray:
+    """Encode and decode with JPEG or WebP at ``quality`` to add real compression artifacts."""
+    if img.dtype != np.uint8:
+        raise TypeError(f"compress takes uint8 images, got {img.dtype}")
+    channels = _channels(img)
+    allowed = (1, 3, 4) if compression_type == "webp" else (1, 3)
+    if channels not in allowed:
+        raise ValueError(f"{compression_type} compression takes {allowed}-channel images, got {channels}")
+    # The codecs expect BGR(A); an RGB image encoded as is would get its chroma subsampled wrongly.
+    src = img[..., [2, 1, 0] + ([3] if channels == 4 else [])] if channels >= 3 else img
+    flag = cv2.IMWRITE_WEBP_QUALITY if compression_type == "webp" else cv2.IMWRITE_JPEG_QUALITY
+    ok, buf = cv2.imencode(f".{compression_type}", src, [int(flag), int(quality)])
+    if not ok:
+        raise RuntimeError(f"cv2 could not encode a {img.shape} image as {compression_type}")
+    out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    out = out[..., [2, 1, 0] + ([3] if channels == 4 else [])] if channels >= 3 else out
+    return _keep_axis(img, out).reshape(img.shape)
+
+
+def _per_channel(values: Union[Number, Sequence[Number]], channels: int, what: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    if arr.size == 1:
+        arr = np.repeat(arr, channels)
+    if arr.size != channels:
+        raise ValueError(f"{what} has {arr.size} values for a {channels}-channel image")
+    return arr
+
+
+def normalize(img: np.ndarray, mean: Sequence[Number], std: Sequence[Number]) -> np.ndarray:
+    """``(img - mean) / std`` per channel, as float32 (mean and std in the image's own units)."""
+    channels = _channels(img)
+    mean = _per_channel(mean, channels, "mean")
+    scale = 1.0 / _per_channel(std, channels, "std")
+    if img.dtype == np.uint8:
+        # A float32 table per channel: cv2.LUT reads uint8 and writes float32 in one pass.
+        lut = ((np.arange(256, dtype=np.float64)[:, None] - mean) * scale).astype(np.float32)
+        return _keep_axis(img, cv2.LUT(img, lut.reshape(256, 1, channels)))
+    out = img.astype(np.float32).reshape(*img.shape[:2], channels) - mean.astype(np.float32)
+    out *= scale.astype(np.float32)
+    return out.reshape(img.shape)
+
+
+def denormalize(img: np.ndarray, mean: Sequence[Number], std: Sequence[Number]) -> np.ndarray:
+    """Undo :func:`normalize` (for looking at augmented samples); returns float32."""
+    channels = _channels(img)
+    mean = _per_channel(mean, channels, "mean").astype(np.float32)
+    std = _per_channel(std, channels, "std").astype(np.float32)
+    return (img.astype(np.float32).reshape(*img.shape[:2], channels) * std + mean).reshape(img.shape)
