@@ -95,7 +95,7 @@ def expect_same_shape(*tensors: Tensor, names: Sequence[str]) -> None:
 def expect_class_target(pred: Tensor, target: Tensor, *, allow_probabilities: bool = True) -> None:
     """Check a classification pair: pred (N, C, *) scores, target (N, *) indices or (N, C, *) probabilities."""
     if pred.dim() == 0:
-        raise LossInputError(f"pred must have a class dimension, got a scalar")
+        raise LossInputError("pred must have a class dimension, got a scalar")
     expected = pred.shape[:1] + pred.shape[2:] if pred.dim() > 1 else torch.Size([])
     if target.shape == expected and not target.is_floating_point():
         return

@@ -225,3 +225,15 @@ def test_the_docs_example_runs():
     assert list(loss.last_terms) == ["pix/L1Loss", "pix/L1Loss_1", "seg/CrossEntropyLoss", "seg/BinaryDiceLoss",
                                      "percep/VggLoss", "percep/SSIMLoss"]
     torch.testing.assert_close(total, sum(loss.last_terms.values()))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_losses_follow_the_inputs_to_the_gpu_and_compute_bf16_in_float32():
+    compose = LossKeyCompose(dict(seg=[dict(name="CrossEntropyLoss", param=dict(weight=[1.0, 2.0, 1.0, 1.0, 1.0]))],
+                                  img=[(dict(name="SSIMLoss"),
+                                        dict(name="VggLoss", param=dict(allow_random_init=True, layers=["relu1_2"])))]))
+    logits, fake, real = LOGITS.cuda().bfloat16(), torch.rand(1, 3, 16, 16).cuda(), torch.rand(1, 3, 16, 16).cuda()
+    total = compose({"seg": (logits, LABELS.cuda()), "img": (fake.bfloat16(), real)})
+    assert total.device.type == "cuda" and total.dtype == torch.float32
+    assert all(t.device.type == "cuda" for t in compose.state_dict().values())
