@@ -1,0 +1,76 @@
+"""Samplers: disjoint rank shards, resumable positions, each inference sample exactly once."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from engine.data.loader import SeededDataset, build_train_loader
+from engine.data.samplers import InferenceSampler, TrainingSampler
+from engine.errors import ConfigError
+
+
+def take(sampler, n):
+    return list(itertools.islice(iter(sampler), n))
+
+
+def test_ranks_get_disjoint_full_shards_each_epoch():
+    samplers = [TrainingSampler(103, rank=r, world_size=2, samples_per_step=10, seed=5) for r in range(2)]
+    assert samplers[0].samples_per_epoch == 50  # 51 per rank, truncated to whole steps
+    for epoch in range(3):
+        shards = [set(s.epoch_indices(epoch)) for s in samplers]
+        assert len(shards[0]) == len(shards[1]) == 50 and not shards[0] & shards[1]
+    assert list(samplers[0].epoch_indices(0)) != list(samplers[0].epoch_indices(1))  # reshuffled
+
+
+def test_stream_resumes_exactly_from_a_position():
+    straight = take(TrainingSampler(40, rank=1, world_size=2, samples_per_step=4, seed=9), 70)
+    resumed = take(TrainingSampler(40, rank=1, world_size=2, samples_per_step=4, seed=9, start=33), 37)
+    assert resumed == straight[33:]
+    seeds = [seed for _, seed in straight]
+    assert len(set(seeds)) == len(seeds)  # every draw gets its own augmentation seed
+
+
+def test_too_small_dataset_is_a_config_error():
+    with pytest.raises(ConfigError, match="solver.train_per_batch"):
+        TrainingSampler(10, rank=0, world_size=2, samples_per_step=8, seed=0)
+
+
+@pytest.mark.parametrize("size,world", [(10, 3), (7, 2), (2, 4)])
+def test_inference_sampler_visits_each_index_once(size, world):
+    seen = [i for r in range(world) for i in InferenceSampler(size, rank=r, world_size=world)]
+    assert sorted(seen) == list(range(size))
+
+
+class NoisyDataset(torch.utils.data.Dataset):
+    """Each item is a random draw, as a random augmentation would be."""
+
+    def __len__(self):
+        return 24
+
+    def __getitem__(self, index):
+        return torch.tensor([index, np.random.randint(1 << 30), torch.randint(1 << 30, ()).item()])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_augmentation_randomness_depends_on_the_sample_not_the_worker(workers):
+    def batches(start, n):
+        sampler = TrainingSampler(24, rank=0, world_size=1, samples_per_step=4, seed=1, start=start)
+        loader = build_train_loader(NoisyDataset(), sampler, micro_batch=4, num_workers=workers, seed=0)
+        return torch.cat(list(itertools.islice(iter(loader), n)))
+
+    straight = batches(0, 8)
+    assert torch.equal(batches(12, 5), straight[12:])
+    assert torch.equal(straight, batches(0, 8))
+    reference = build_train_loader(NoisyDataset(), TrainingSampler(24, rank=0, world_size=1, samples_per_step=4, seed=1),
+                                   micro_batch=4, num_workers=0, seed=0)
+    assert torch.equal(torch.cat(list(itertools.islice(iter(reference), 8))), straight)
+
+
+def test_loading_in_the_main_process_leaves_training_rng_untouched():
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    _ = SeededDataset(NoisyDataset())[(3, 1234)]
+    assert torch.equal(torch.rand(3), expected)
