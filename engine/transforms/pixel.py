@@ -149,7 +149,8 @@ class RandomGaussianBlur(BasicColorTransform):
         self.blur_limit = to_range(self, "blur_limit", blur_limit, low=3, bounds=(0, np.inf))
         self.sigma_limit = to_range(self, "sigma_limit", sigma_limit, low=0.0, bounds=(0, np.inf))
         self._sizes = [k for k in range(int(self.blur_limit[0]), int(self.blur_limit[1]) + 1) if k == 0 or k % 2]
-        if not all(float(v).is_integer() for v in self.blur_limit) or not self._sizes:
+        ends_ok = all(float(v).is_integer() and (v == 0 or v % 2 == 1) for v in self.blur_limit)
+        if not ends_ok or not self._sizes:
             raise config_error(self, "blur_limit", blur_limit, "kernel sizes: odd integers (or 0 with sigma > 0)")
         if self._sizes[0] == 0 and self.sigma_limit[0] == 0:
             raise config_error(self, "blur_limit", blur_limit,
