@@ -1,0 +1,80 @@
+"""The command line as a user runs it: the digits example, bad input, plain-python multi-process."""
+
+import glob
+import json
+import sys
+
+import pytest
+import yaml
+
+from engine.schedule.launch import free_port
+from tests.helpers import DIGITS, TOY, launcher_cmd, read_records, run_cli
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["digits.py", "digits.yaml"])
+def test_digits_short_run_writes_its_outputs(tmp_path, config):
+    out = tmp_path / "digits"
+    result = run_cli([sys.executable, str(DIGITS / "train.py"), "--config-file", str(DIGITS / "configs" / config),
+                      "--opts", "output_dir", str(out), "solver.max_iter", "60", "solver.eval_period", "30",
+                      "trainer.log_period", "20", "solver.generator.lr_scheduler.params.max_iter", "60"])
+    assert result.returncode == 0, result.stdout[-4000:]
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["solver"]["max_iter"] == 60 and saved["output_dir"] == str(out)
+    assert saved["dataloader"]["train_data_set"]["transformer"][0]["name"] == "RandomAffine"
+    ds = json.loads((out / "ds_config.json").read_text())
+    assert ds["zero_optimization"]["stage"] == 1 and ds["train_batch_size"] == 32 and ds["gradient_clipping"] == 5.0
+    log = (out / "digits.log").read_text()
+    assert "step 60/60" in log and "eval at step 30" in log and "final validation accuracy" in log
+    accuracy = float(log.split("final validation accuracy ")[1].split(":")[0])
+    assert accuracy > 0.5  # 60 steps: well above chance (0.1); the full run reaches ≥ 0.95
+
+
+@pytest.mark.parametrize("opts,message", [
+    (["solver.max_itr", "3"], "solver.max_itr: unknown key"),
+    (["trainer.model.name", "DigitModel"], "No object named 'DigitModel' in registry MODEL. Did you mean 'DigitsModel'"),
+    (["solver.train_per_batch", "30", "solver.gradient_accumulation_batch", "4"], "not divisible"),
+    (["deepspeed.fp16", "{'enabled': True}"], "deepspeed.fp16.enabled = true, but this run's device (cpu)"),
+    (["solver.generator.optimizer.type", "Adamm"], "solver.generator.optimizer.type"),
+    (["solver.generator.lr_scheduler.type", "StepLRR"], "solver.generator.lr_scheduler.type"),
+    (["trainer.model.generator.widht", "8"], "trainer.model.generator: unexpected parameter 'widht'"),
+])
+def test_bad_input_ends_with_one_clear_message(tmp_path, opts, message):
+    out = tmp_path / "out"
+    result = run_cli([sys.executable, str(DIGITS / "train.py"), "--config-file", str(DIGITS / "configs" / "digits.py"),
+                      "--opts", "output_dir", str(out), *opts], timeout=120)
+    assert result.returncode == 2, result.stdout[-3000:]
+    assert message in result.stdout
+    assert "Traceback" not in result.stdout
+
+
+def test_missing_config_file_fails_before_creating_anything(tmp_path):
+    result = run_cli([sys.executable, str(DIGITS / "train.py"), "--config-file", str(tmp_path / "none.py")], timeout=60)
+    assert result.returncode == 2 and "config file not found" in result.stdout
+    assert "Traceback" not in result.stdout
+
+
+@pytest.mark.slow
+def test_plain_python_spawns_num_gpus_processes(tmp_path):
+    out = tmp_path / "out"
+    result = run_cli([sys.executable, str(TOY / "train.py"), "--num-gpus", "2", "--config-file", str(TOY / "cfg.py"),
+                      "--opts", "output_dir", str(out), "solver.max_iter", "10"])
+    assert result.returncode == 0, result.stdout[-4000:]
+    records = read_records(out, 2)
+    assert [r["world_size"] for r in records] == [2, 2]
+    assert not set(records[0]["seen"]) & set(records[1]["seen"])
+
+
+@pytest.mark.slow
+def test_deepspeed_launcher_leaves_no_shm_buffers_and_shares_cores(tmp_path):
+    before = set(glob.glob("/dev/shm/deepspeed_allreduce_buffer_*"))
+    out = tmp_path / "out"
+    cmd = launcher_cmd("deepspeed", TOY / "train.py", 2, free_port()) + [
+        "--config-file", str(TOY / "cfg.py"), "--opts", "output_dir", str(out), "solver.max_iter", "5"]
+    result = run_cli(cmd)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert set(glob.glob("/dev/shm/deepspeed_allreduce_buffer_*")) <= before
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    assert f"{max(1, cores // 2)} threads per rank" in (out / "train.log").read_text()
