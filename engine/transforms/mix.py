@@ -85,13 +85,13 @@ class MosaicTransform(BaseTransform):
     def _tile(self, fields: dict, sample: dict, box: Tuple[int, int, int, int], anchor: Tuple[float, float]) -> dict:
         """One sample scaled to cover its cell and cropped; arrays in mosaic coordinates."""
         y0, y1, x0, x1 = box
-        h, w = R.image_hw(sample)
+        arrays = {key: _field(sample, key) for key in R.image_keys(fields)}
+        h, w = next(iter(arrays.values())).shape[:2] if arrays else R.image_hw(sample)
         s = max((y1 - y0) / h, (x1 - x0) / w)
         new_h, new_w = max(y1 - y0, int(math.ceil(h * s))), max(x1 - x0, int(math.ceil(w * s)))
         oy, ox = int(anchor[0] * (new_h - (y1 - y0))), int(anchor[1] * (new_w - (x1 - x0)))
         tile: Dict[str, np.ndarray] = {}
-        for key in R.image_keys(fields):
-            img = _field(sample, key)
+        for key, img in arrays.items():
             img = G.resize_image(img, (new_h, new_w), R.interpolation_for(fields, key, cv2.INTER_LINEAR))
             tile[key] = (img[oy:oy + y1 - y0, ox:ox + x1 - x0], box)
         scale = np.float32([new_w / w, new_h / h])
