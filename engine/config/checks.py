@@ -21,6 +21,8 @@ def check_consistency(cfg: Dict[str, Any]) -> None:
         raise ConfigError("trainer.model.name: required: the model class registered in BUILD_MODEL_REGISTRY")
     if cfg["dataloader"]["train_data_set"] is None:
         raise ConfigError("dataloader.train_data_set: required: dict(name=<registered dataset>, ...)")
+    if cfg["dataloader"]["group_sampler"]:
+        raise ConfigError("dataloader.group_sampler = True: aspect-ratio grouping is not implemented yet; set it to False")
     clip = solver["generator"]["clip_gradients"]
     if clip["enabled"] and clip["clip_type"] == "norm" and clip["norm_type"] != 2.0:
         raise ConfigError(

@@ -1,0 +1,167 @@
+"""The config reference in Markdown, generated from ``engine.config.defaults.DEFAULTS``.
+
+``python -m engine.config.reference`` prints it; the README embeds the same text between
+``<!-- config-reference:start -->`` and ``<!-- config-reference:end -->`` and a unit test
+keeps the two equal, so the documented keys and defaults cannot drift from the code.
+
+Like the rest of ``engine.config`` this imports neither torch nor DeepSpeed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Tuple
+
+from engine.config.defaults import DEEPSPEED_PASSTHROUGH_KEYS, DEFAULTS
+from engine.config.schema import Field, Open, Section
+
+START_MARKER = "<!-- config-reference:start -->"
+END_MARKER = "<!-- config-reference:end -->"
+
+_TYPE_NAMES = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict"}
+
+#: Who receives each user-owned (``Open``) section. A section missing here gets the generic note.
+OPEN_NOTES: Dict[str, str] = {
+    "dataloader.train_data_set": "user-owned, passed to your constructor: every key but `name` goes to the "
+                                 "dataset class; `transformer` becomes `self.data_pipeline`",
+    "dataloader.val_data_set": "user-owned, passed to your constructor (as `train_data_set`)",
+    "dataloader.test_data_set": "user-owned; validated, but the trainer does not build a test set yet",
+    "trainer.model.generator": "user-owned, passed to your constructor: every key but `name` goes to the "
+                               "network class (or to your model's `create_model(params)`)",
+    "trainer.model.discriminator": "user-owned; validated, but nothing reads it until the GAN bundle exists",
+    "trainer.model.loss": "user-owned; your model reads it, e.g. `LossKeyCompose(cfg.TRAINER.MODEL.LOSS)`",
+    "trainer.model.ema": "seed spelling: folded into `solver.ema` (`enable` means `enabled`); after loading "
+                         "both places hold the same values",
+    "trainer.loss": "seed spelling: folded into `trainer.model.loss`; after loading both hold the same value",
+    "solver.generator.optimizer.params": "user-owned, passed to the optimizer's constructor",
+    "solver.generator.lr_scheduler.params": "user-owned, passed to the scheduler's constructor",
+    "solver.discriminator": "user-owned; validated, but nothing reads it until the GAN bundle exists",
+}
+
+#: Framework keys that are validated but not acted on yet, and why (shown beside the key).
+NOT_USED_YET: Dict[str, str] = {
+    "output_dir": "TensorBoard files and checkpoints are not written yet",
+    "dataloader.group_sampler": "aspect-ratio grouping is not built yet; the value is ignored",
+    "solver.test_per_batch": "there is no test loop yet",
+    "solver.max_keep": "checkpoint saving is not built yet",
+    "solver.checkpoint_period": "checkpoint saving is not built yet",
+    "solver.ema": "EMA is not built yet; `enabled=True` currently has no effect",
+}
+
+#: What engine does with some of the DeepSpeed keys it passes through (ds_config.py).
+DEEPSPEED_KEY_NOTES: Dict[str, str] = {
+    "train_batch_size": "derived (`train_per_batch` × data-parallel size); a different value is an error",
+    "train_micro_batch_size_per_gpu": "derived (`train_per_batch // gradient_accumulation_batch`); "
+                                      "a different value is an error",
+    "gradient_accumulation_steps": "derived (`gradient_accumulation_batch`, at least 1); a different value is an error",
+    "gradient_clipping": "derived from `solver.generator.clip_gradients` when it is enabled with `clip_type='norm'`; "
+                         "a different value is then an error",
+    "optimizer": "always an error: set the optimizer in `solver.generator.optimizer`",
+    "scheduler": "an error while `solver.generator.lr_scheduler.enabled` is true",
+    "fp16": "refused on CPU; `fp16` and `bf16` both enabled is an error",
+    "pipeline": "`stages` divides the data-parallel size; refused with ZeRO stage 2 or 3 "
+                "(pipeline training itself is not built yet)",
+    "tensor_parallel": "`autotp_size` divides the data-parallel size (tensor-parallel training is not built yet)",
+    "zero_optimization": "merged key by key over the template's; `stage` must be 0-3",
+    "zero_allow_untested_optimizer": "engine sets it to true for a torch.optim optimizer at ZeRO stage ≥ 1 unless given",
+    "zero_force_ds_cpu_optimizer": "engine sets it to false for a torch.optim optimizer with optimizer offload unless given",
+}
+
+
+def render_reference() -> str:
+    """The Markdown config reference: one table per top-level section, then the DeepSpeed keys."""
+    lines: List[str] = [
+        "Generated from `engine/config/defaults.py` by `python -m engine.config.reference`. "
+        "Files spell keys in lowercase; code reads them upper-case (`cfg.SOLVER.MAX_ITER`). "
+        "Any key not listed is an error, except inside **user-owned** sections, whose keys pass "
+        "through to your own classes.",
+        "",
+    ]
+    top_rows = [(path, spec) for path, spec in DEFAULTS.walk() if "." not in path and not isinstance(spec, Section)]
+    lines += _table("Top level", top_rows)
+    for name, spec in DEFAULTS.entries.items():
+        if isinstance(spec, Section):
+            rows = [(path, item) for path, item in spec.walk(name)]
+            lines += _table(f"`{name}`", rows, doc=spec.doc)
+    lines += _deepspeed_keys()
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _table(title: str, rows: List[Tuple[str, Any]], doc: str = "") -> List[str]:
+    out = [f"### {title}", ""]
+    if doc:
+        out += [_escape(doc), ""]
+    out += ["| key | default | type | meaning |", "|---|---|---|---|"]
+    for path, spec in rows:
+        if isinstance(spec, Section) and not spec.doc:
+            continue  # a plain grouping: its keys follow with their full paths
+        out.append(f"| `{path}` | {_default(spec)} | {_type(spec)} | {_meaning(path, spec)} |")
+    return out + [""]
+
+
+def _default(spec: Any) -> str:
+    if isinstance(spec, Section):
+        return "—"
+    if isinstance(spec, Open) and not spec.nullable and spec.default is None:
+        return "required"
+    return f"`{_escape(repr(spec.default))}`"
+
+
+def _type(spec: Any) -> str:
+    if isinstance(spec, Section):
+        return "section"
+    if isinstance(spec, Open):
+        kind = "dict or list of dicts" if spec.allow_list else "dict"
+        if spec.required_keys:
+            kind += " with " + ", ".join(f"`{k}`" for k in spec.required_keys)
+        return kind
+    assert isinstance(spec, Field)
+    text = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in spec.types)
+    if spec.choices is not None:
+        text += ": one of " + ", ".join(f"`{c}`" for c in spec.choices)
+    if spec.minimum is not None:
+        text += f", ≥ {spec.minimum:g}"
+    return text
+
+
+def _meaning(path: str, spec: Any) -> str:
+    text = _escape(spec.doc)
+    if isinstance(spec, Open):
+        text += ". " + _italic(OPEN_NOTES.get(path, "user-owned, passed to your constructor"))
+    if path in NOT_USED_YET:
+        text += f". **Not used yet:** {NOT_USED_YET[path]}"
+    return text
+
+
+def _deepspeed_keys() -> List[str]:
+    engine_keys = [k for k, v in DEFAULTS.entries["deepspeed"].entries.items() if isinstance(v, Field)]
+    out = [
+        "### DeepSpeed keys passed through",
+        "",
+        "Besides " + ", ".join(f"`deepspeed.{k}`" for k in engine_keys) + ", the `deepspeed` section accepts "
+        "these DeepSpeed config keys. Each is merged over the template named by `deepspeed.config` "
+        "(dicts key by key) and handed to DeepSpeed as written, except where noted. A key not in this "
+        "list is an error naming the closest ones.",
+        "",
+        "| key | what engine does with it |",
+        "|---|---|",
+    ]
+    for key in DEEPSPEED_PASSTHROUGH_KEYS:
+        out.append(f"| `{key}` | {DEEPSPEED_KEY_NOTES.get(key, 'passed through')} |")
+    return out + [""]
+
+
+def _escape(text: str) -> str:
+    """Make free text safe inside a Markdown table cell (no tags, no emphasis, no column breaks)."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("*", "\\*")
+
+
+def _italic(text: str) -> str:
+    return f"*{text}*"
+
+
+def main() -> None:
+    print(render_reference(), end="")
+
+
+if __name__ == "__main__":
+    main()
