@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
+from engine.utils.context import scoped
 from engine.utils.registry import Registry
 
 BUILD_DATASET_REGISTRY = Registry("DATASET")
@@ -19,15 +19,6 @@ def current_config_path() -> str:
     return _BUILDING_AT.get()
 
 
-@contextlib.contextmanager
-def _building_at(path: str) -> Iterator[None]:
-    token = _BUILDING_AT.set(path)
-    try:
-        yield
-    finally:
-        _BUILDING_AT.reset(token)
-
-
 def build_dataset(spec: Mapping[str, Any], *, where: str) -> Any:
     """Instantiate ``spec['name']`` from the registry with the rest of ``spec`` as arguments.
 
@@ -35,5 +26,5 @@ def build_dataset(spec: Mapping[str, Any], *, where: str) -> Any:
         spec: ``dict(name=..., transformer=[...], **params)`` from the config.
         where: its config key path (``dataloader.train_data_set``), named in errors.
     """
-    with _building_at(where):
+    with scoped(_BUILDING_AT, where):
         return BUILD_DATASET_REGISTRY.build(dict(spec), where=where)

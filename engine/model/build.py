@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, ContextManager, Mapping, Optional
 
+from engine.utils.context import scoped
 from engine.utils.registry import Registry
 
 BUILD_MODEL_REGISTRY = Registry("MODEL")
@@ -19,14 +19,9 @@ BUILD_NETWORK_REGISTRY.__doc__ = "Networks (torch.nn.Module) by name; config: tr
 _PLANNED_STEPS: contextvars.ContextVar[Optional[int]] = contextvars.ContextVar("planned_steps", default=None)
 
 
-@contextlib.contextmanager
-def planned_steps(steps: int) -> Iterator[None]:
+def planned_steps(steps: int) -> ContextManager[None]:
     """Tell model bundles built inside this block how many optimizer steps the run takes."""
-    token = _PLANNED_STEPS.set(steps)
-    try:
-        yield
-    finally:
-        _PLANNED_STEPS.reset(token)
+    return scoped(_PLANNED_STEPS, steps)
 
 
 def current_planned_steps(cfg: Any) -> int:

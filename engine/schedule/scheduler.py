@@ -60,6 +60,9 @@ class BaseScheduler:
 
 
 def _spawned_worker(local_rank: int, scheduler: BaseScheduler, cfg: CfgNode, host: str, port: int) -> None:
+    from engine.schedule.user_code import reimport_user_modules
+
+    reimport_user_modules()
     args = scheduler.args
     per_machine = args.num_gpus
     launch.set_rendezvous_env(args.machine_rank * per_machine + local_rank, per_machine * args.num_machines,

@@ -78,3 +78,17 @@ def test_deepspeed_launcher_leaves_no_shm_buffers_and_shares_cores(tmp_path):
 
     cores = len(os.sched_getaffinity(0))
     assert f"{max(1, cores // 2)} threads per rank" in (out / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_generic_tools_train_entry_imports_user_code_in_spawned_workers(tmp_path):
+    from tests.helpers import REPO
+
+    out = tmp_path / "out"
+    result = run_cli([sys.executable, str(REPO / "tools" / "train.py"), "--import", "codes", "--code-dir", str(DIGITS),
+                      "--num-gpus", "2",
+                      "--config-file", str(DIGITS / "configs" / "base.py"),
+                      "--opts", "output_dir", str(out), "solver.max_iter", "20", "solver.eval_period", "0",
+                      "solver.generator.lr_scheduler.params.max_iter", "20"])
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "step 20/20" in (out / "digits.log").read_text()
