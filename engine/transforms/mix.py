@@ -80,6 +80,8 @@ class MosaicTransform(BaseTransform):
                 results[name] = np.concatenate([tile[name] for tile in tiles], axis=0)
         results["img_shape"] = out_hw
         results["mosaic_indices"] = indices
+        for stale in ("scale", "pad_offset", "flip_direction"):  # described the first sample alone
+            results.pop(stale, None)
         return results
 
     def _tile(self, fields: dict, sample: dict, box: Tuple[int, int, int, int], anchor: Tuple[float, float]) -> dict:
