@@ -2,16 +2,100 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import os
+from typing import Any, List, Optional, Tuple
 
+import torch
+
+from engine import comm
+from engine.checkpoint import layout
+from engine.checkpoint.state import restore_rng
 from engine.checkpoint.weights import load_weights
 from engine.errors import EngineError
 
+logger = logging.getLogger("engine")
+
 
 def resume_or_load(trainer: Any, resume: bool) -> None:
-    """``--resume`` → the newest complete checkpoint; else ``trainer.weights`` when set."""
+    """``--resume`` → the newest complete checkpoint (if any); else ``trainer.weights`` when set."""
     if resume:
-        raise EngineError("--resume: checkpoint resume is not available in this version yet (issue 3)")
+        root = layout.checkpoint_root(trainer.cfg.OUTPUT_DIR)
+        tag = choose_tag(root)
+        if tag is not None:
+            load_checkpoint(trainer, os.path.join(root, tag))
+            return
+        logger.warning(f"--resume: no complete checkpoint in {root}; starting from scratch")
     weights = trainer.cfg.TRAINER.WEIGHTS
     if weights:
-        load_weights(trainer.model.g_model.module, weights)
+        load_weights(trainer.model.g_model, weights, strict=trainer.cfg.TRAINER.WEIGHTS_STRICT)
+
+
+def usable_tags(root: str, rank: int) -> List[str]:
+    """Complete tags whose state file for ``rank`` loads, newest first; skipped ones are logged."""
+    usable = []
+    for tag in layout.list_tags(root):
+        tag_dir = os.path.join(root, tag)
+        ok, why = layout.check_complete(tag_dir)
+        if ok:
+            ok, why = _state_file_loads(layout.rank_state_file(tag_dir, rank))
+        if ok:
+            usable.append(tag)
+        else:
+            logger.warning(f"--resume: skipping {tag_dir}: {why}")
+    return usable
+
+
+def _state_file_loads(path: str) -> Tuple[bool, str]:
+    try:
+        torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        return False, f"{path} missing (saved with fewer ranks? changing world size is not supported)"
+    except Exception as exc:  # a corrupt pickle raises many kinds
+        return False, f"{path} unreadable: {type(exc).__name__}: {exc}"
+    return True, ""
+
+
+def choose_tag(root: str) -> Optional[str]:
+    """The newest tag usable on every rank (ranks may see different files on non-shared disks)."""
+    mine = usable_tags(root, comm.get_rank())
+    everyone = comm.all_gather_object(mine)
+    common = [t for t in mine if all(t in other for other in everyone)]
+    return common[0] if common else None
+
+
+def load_checkpoint(trainer: Any, tag_dir: str) -> None:
+    """Restore every engine, then the trainer's position; RNG is restored later, by the hook.
+
+    Nothing under ``tag_dir`` is written. The RNG waits for ``CheckpointHook.before_train``:
+    ``train()`` creates the data iterator first, which draws from torch's RNG.
+    """
+    info = layout.read_marker(tag_dir)
+    if info.get("world_size") != comm.get_world_size():
+        raise EngineError(
+            f"--resume: {tag_dir} was saved by {info.get('world_size')} ranks, this run has "
+            f"{comm.get_world_size()}; changing the world size on resume is not supported yet"
+        )
+    engines = trainer.model.engines
+    if sorted(engines) != sorted(info.get("engines", [])):
+        raise EngineError(f"--resume: {tag_dir} holds engines {info.get('engines')}, the model has {sorted(engines)}")
+    for name, engine in engines.items():
+        path, _ = engine.load_checkpoint(tag_dir, tag=name)
+        if path is None:
+            raise EngineError(f"--resume: DeepSpeed could not load engine {name!r} from {os.path.join(tag_dir, name)}")
+    own = torch.load(layout.rank_state_file(tag_dir, comm.get_rank()), map_location="cpu", weights_only=False)
+    trainer.load_state_dict(own["trainer"])
+    hook = _checkpoint_hook(trainer)
+    if hook is not None:
+        hook.pending_rng = own["rng"]
+    else:
+        logger.warning("--resume: no CheckpointHook among the trainer's hooks; RNG restored before the data iterator")
+        restore_rng(own["rng"])
+    lrs = "  ".join(f"lr/{k} {v:.6e}" for k, v in trainer.model.learning_rates().items())
+    logger.info(f"resumed from {tag_dir} at step {trainer.start_iter}: {lrs}")
+
+
+def _checkpoint_hook(trainer: Any) -> Any:
+    from engine.checkpoint.saver import CheckpointHook
+
+    return next((h for h in trainer.hooks if isinstance(h, CheckpointHook)), None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from types import SimpleNamespace
 from typing import Any, Dict
 
 import torch
@@ -34,13 +35,62 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     return state
 
 
-def load_weights(network: torch.nn.Module, path: str, *, strict: bool = False) -> Any:
-    """Load ``path`` into ``network`` and log missing/unexpected keys."""
-    result = network.load_state_dict(read_state_dict(path), strict=strict)
-    logger.info(f"loaded weights from {path}: {len(result.missing_keys)} missing, "
-                f"{len(result.unexpected_keys)} unexpected keys")
-    for kind in ("missing_keys", "unexpected_keys"):
-        keys = getattr(result, kind)
+def load_weights(target: Any, path: str, *, strict: bool = False) -> Any:
+    """Load ``path`` into a network or a DeepSpeed engine; log missing/unexpected keys.
+
+    Why an engine rather than its module: at ZeRO 1-2 the optimizer keeps its own fp32 copy
+    of the weights, made at ``deepspeed.initialize``; without ``refresh_fp32_params`` the
+    first step would put the random initial weights back. At ZeRO-3 each rank holds a
+    shard only, so parameters are gathered per module and rank 0's copy is scattered.
+    """
+    network = getattr(target, "module", target)
+    state = read_state_dict(path)
+    expected = set(network.state_dict().keys())
+    missing = sorted(expected - set(state))
+    unexpected = sorted(set(state) - expected)
+    if strict and (missing or unexpected):
+        raise ConfigError(f"trainer.weights: {path} does not match the network (trainer.weights_strict): "
+                          f"missing {missing[:20]}, unexpected {unexpected[:20]}")
+    if _is_zero3(network):
+        _load_zero3(network, state)
+    else:
+        result = network.load_state_dict(state, strict=False)
+        missing, unexpected = sorted(result.missing_keys), sorted(result.unexpected_keys)
+    optimizer = getattr(target, "optimizer", None)
+    if optimizer is not None and hasattr(optimizer, "refresh_fp32_params"):
+        optimizer.refresh_fp32_params()
+    logger.info(f"loaded weights from {path}: {len(missing)} missing, {len(unexpected)} unexpected keys")
+    for kind, keys in (("missing keys", missing), ("unexpected keys", unexpected)):
         if keys:
-            logger.warning(f"  {kind.replace('_', ' ')}: {', '.join(keys[:20])}{' ...' if len(keys) > 20 else ''}")
-    return result
+            logger.warning(f"  {kind}: {', '.join(keys[:20])}{' ...' if len(keys) > 20 else ''}")
+    return SimpleNamespace(missing_keys=missing, unexpected_keys=unexpected)
+
+
+def _is_zero3(network: torch.nn.Module) -> bool:
+    return any(hasattr(p, "ds_id") for p in network.parameters())
+
+
+def _load_zero3(network: torch.nn.Module, state: Dict[str, torch.Tensor]) -> None:
+    """One module at a time, so peak memory is one module's full weights, not the model's."""
+    import deepspeed
+
+    from engine import comm
+
+    for prefix, module in network.named_modules():
+        params = list(module.parameters(recurse=False))
+        prefix = f"{prefix}." if prefix else ""
+        with deepspeed.zero.GatheredParameters(params, modifier_rank=0):
+            if comm.get_rank() == 0:
+                for name, param in module.named_parameters(recurse=False):
+                    if prefix + name in state:
+                        _copy(param, state[prefix + name], prefix + name)
+        for name, buf in module.named_buffers(recurse=False):
+            if buf is not None and prefix + name in state:
+                _copy(buf, state[prefix + name], prefix + name)
+
+
+def _copy(dest: torch.Tensor, src: torch.Tensor, key: str) -> None:
+    if tuple(dest.shape) != tuple(src.shape):
+        raise ConfigError(f"trainer.weights: {key} has shape {tuple(src.shape)}, the network expects {tuple(dest.shape)}")
+    with torch.no_grad():
+        dest.copy_(src.to(dtype=dest.dtype, device=dest.device))

@@ -85,6 +85,7 @@ DEFAULTS = Section(
                 "name": Field("BaseTrainer", _STR, "trainer class in BUILD_TRAINER_REGISTRY"),
                 "enable_epoch_method": Field(False, _BOOL, "train for solver.max_epoch epochs instead of solver.max_iter iterations"),
                 "weights": Field("", _STR, "pretrained weights loaded into the generator before training ('' for none)"),
+                "weights_strict": Field(False, _BOOL, "trainer.weights must match the generator's keys exactly"),
                 "device": Field("auto", _STR, "auto: CUDA when present, else CPU", choices=("auto", "cuda", "cpu")),
                 "log_period": Field(20, _INT, "log losses, LR and speed every N optimizer steps", minimum=1),
                 "model": Section(
@@ -109,6 +110,7 @@ DEFAULTS = Section(
                 "max_epoch": Field(1, _INT, "epochs to train (epoch mode, trainer.enable_epoch_method)", minimum=1),
                 "max_keep": Field(5, _INT, "newest complete checkpoints kept", minimum=1),
                 "checkpoint_period": Field(0, _INT, "save a checkpoint every N optimizer steps (0: only at the end)", minimum=0),
+                "stop_at_iter": Field(0, _INT, "stop after saving a checkpoint at this step, as if killed (0: off); for tests and preemption drills", minimum=0),
                 "eval_period": Field(0, _INT, "evaluate on the validation set every N optimizer steps (0: only at the end)", minimum=0),
                 "ema": _EMA,
                 "generator": _NETWORK_SOLVER,

@@ -9,6 +9,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 import torch
 
 from engine import comm
+from engine.checkpoint.saver import CheckpointHook
 from engine.data.build import build_dataset
 from engine.data.loader import build_inference_loader, build_train_loader
 from engine.data.samplers import TrainingSampler
@@ -91,6 +92,7 @@ class BaseTrainer:
             SeedCallbacksHook(),
             EvalHook(self.cfg.SOLVER.EVAL_PERIOD),
             LoggerHook(self.cfg.TRAINER.LOG_PERIOD),
+            CheckpointHook(self.cfg.SOLVER.CHECKPOINT_PERIOD, self.cfg.SOLVER.STOP_AT_ITER),  # last: see its doc
         ]
 
     # ---- seed callbacks ----------------------------------------------------------------------
@@ -183,6 +185,24 @@ class BaseTrainer:
         )
 
     # ---- weights / resume -----------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        """Where the run stands after the current step; the sampler position is all the data needs."""
+        done = self.iter + 1
+        per_step = self.cfg.SOLVER.TRAIN_PER_BATCH
+        return {"iteration": done, "epoch": done // self.steps_per_epoch, "samples_per_step": per_step,
+                "sampler_position": done * per_step, "global_sample_index": done * per_step * self.dp_size,
+                "dp_size": self.dp_size}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue after ``state["iteration"]`` steps; ``train()`` places the sampler from it."""
+        per_step = self.cfg.SOLVER.TRAIN_PER_BATCH
+        if state["samples_per_step"] != per_step or state["dp_size"] != self.dp_size:
+            from engine.errors import EngineError
+
+            raise EngineError(f"--resume: the checkpoint was saved with solver.train_per_batch {state['samples_per_step']} "
+                              f"on {state['dp_size']} data-parallel ranks; this run has {per_step} on {self.dp_size}")
+        self.start_iter = self.iter = int(state["iteration"])
+
     def resume_or_load(self, resume: bool = False) -> None:
         """Resume from the newest complete checkpoint, or load ``trainer.weights``."""
         from engine.checkpoint.resume import resume_or_load

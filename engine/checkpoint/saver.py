@@ -1,0 +1,97 @@
+"""Saving: ``CheckpointHook`` and the save sequence that makes a tag complete only when whole."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, Dict, Optional
+
+import torch
+
+from engine import comm
+from engine.checkpoint import layout
+from engine.checkpoint.state import capture_rng, check_ranks_agree, new_sync_group, restore_rng
+from engine.trainer.hooks import PeriodicHook
+
+logger = logging.getLogger("engine")
+
+
+def save_checkpoint(trainer: Any, step: int, group: Any = None) -> str:
+    """Save tag ``iter_<step>`` on every rank; returns the tag folder.
+
+    Order: rank check (fails fast if a rank is missing) → each engine's DeepSpeed save →
+    this rank's state file → fsync → barrier → rank 0 writes the marker, then ``latest``,
+    then rotates. A crash anywhere before the marker leaves a tag that resume skips.
+    """
+    root = layout.checkpoint_root(trainer.cfg.OUTPUT_DIR)
+    tag = layout.tag_name(step)
+    tag_dir = os.path.join(root, tag)
+    check_ranks_agree(group, "checkpoint tag", tag)
+    start = time.perf_counter()
+    if comm.is_main_process() and os.path.isdir(tag_dir):
+        layout.remove_tag(root, tag)  # leftovers of an interrupted save of the same step
+    comm.synchronize()
+    trainer_state = trainer.state_dict()
+    for name, engine in trainer.model.engines.items():
+        engine.save_checkpoint(tag_dir, tag=name, client_state={"trainer": trainer_state}, save_latest=False)
+    own = layout.rank_state_file(tag_dir, comm.get_rank())
+    torch.save({"trainer": trainer_state, "rng": capture_rng(), "rank": comm.get_rank(),
+                "world_size": comm.get_world_size()}, own)
+    layout.fsync_tree(tag_dir)
+    comm.synchronize()  # every rank's files are on disk
+    if comm.is_main_process():
+        layout.write_marker(tag_dir, {
+            "tag": tag, "iteration": step, "world_size": comm.get_world_size(),
+            "engines": sorted(trainer.model.engines), "zero_stage": _zero_stage(trainer),
+        })
+        layout.write_latest(root, tag)
+        layout.rotate(root, trainer.cfg.SOLVER.MAX_KEEP)
+    logger.info(f"saved checkpoint {tag_dir} ({time.perf_counter() - start:.1f}s)")
+    return tag_dir
+
+
+def _zero_stage(trainer: Any) -> int:
+    return int(trainer.ds_config.get("zero_optimization", {}).get("stage", 0))
+
+
+class CheckpointHook(PeriodicHook):
+    """Saves every ``solver.checkpoint_period`` steps and after the last; restores RNG on resume.
+
+    It should be the last hook: a save then sees the RNG as the next step will, and a
+    restore in ``before_train`` happens after the data iterator was created (creating it
+    draws from torch's RNG) and after every other hook's ``before_train``.
+    ``solver.stop_at_iter`` ends the process right after that step's save, as a kill would.
+    """
+
+    def __init__(self, period: int, stop_at_iter: int = 0) -> None:
+        super().__init__(period)
+        self.stop_at_iter = stop_at_iter
+        self.pending_rng: Optional[Dict[str, Any]] = None
+        self._group: Any = None
+        self._saved_step = -1
+
+    def before_train(self) -> None:
+        self._group = new_sync_group()
+        if self.pending_rng is not None:
+            restore_rng(self.pending_rng)
+            self.pending_rng = None
+
+    def after_step(self) -> None:
+        done = self.trainer.iter + 1
+        stop = self.stop_at_iter > 0 and done == self.stop_at_iter
+        if (self.is_due() or stop) and done != self._saved_step:
+            save_checkpoint(self.trainer, done, self._group)
+            self._saved_step = done
+        if stop:
+            _stop_now(done)
+
+
+def _stop_now(step: int) -> None:
+    """Leave like a preempted job: no after_train, no after_loop, exit code 0."""
+    from engine.schedule.launch import shutdown_distributed
+
+    logger.info(f"stopping after step {step} (solver.stop_at_iter); resume with --resume")
+    shutdown_distributed(barrier=True)
+    logging.shutdown()
+    os._exit(0)

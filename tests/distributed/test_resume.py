@@ -1,0 +1,142 @@
+"""Resume exactness with real processes: N steps straight == N/2, stop, ``--resume``, the rest.
+
+The network adds dropout (torch RNG) and the loss a little python/numpy noise, so every
+RNG stream this rank restores shows up in the compared losses and weights.
+"""
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.checkpoint import layout
+from engine.schedule.launch import free_port
+from tests.helpers import TOY, launcher_cmd, read_records, run_cli
+
+STEPS = 16
+NOISY_TRAIN = f'''
+import os, random, sys
+import numpy as np
+import torch
+from torch import nn
+sys.path.insert(0, {str(TOY)!r})
+import toy
+from engine.model.build import BUILD_MODEL_REGISTRY, BUILD_NETWORK_REGISTRY
+from engine.schedule.scheduler import BaseScheduler
+
+@BUILD_NETWORK_REGISTRY.register()
+class NoisyMLP(nn.Module):
+    def __init__(self, dim=8, hidden=16):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Dropout(0.2), nn.Linear(hidden, 1))
+    def forward(self, x):
+        return self.net(x)
+
+@BUILD_MODEL_REGISTRY.register()
+class NoisyModel(toy.ToyModel):
+    def run_step(self, data, *, epoch=None, **kwargs):
+        loss = super().run_step(data, epoch=epoch, **kwargs)
+        return loss + 1e-3 * (random.random() + float(np.random.rand()))
+
+if __name__ == "__main__":
+    BaseScheduler().schedule()
+'''
+CFG = f'''
+_base_ = {str(TOY / "cfg.py")!r}
+trainer = dict(model=dict(name="NoisyModel", generator=dict(name="NoisyMLP", dim=8, hidden=16)))
+solver = dict(max_iter={STEPS}, checkpoint_period=0,
+              generator=dict(lr_scheduler=dict(enabled=True, type="StepLR", params=dict(step_size=5, gamma=0.7))))
+'''
+
+
+def write_project(tmp: Path):
+    (tmp / "train_noisy.py").write_text(NOISY_TRAIN)
+    (tmp / "cfg.py").write_text(CFG)
+    return tmp / "train_noisy.py", tmp / "cfg.py"
+
+
+def train(script, cfg, out, nproc, stage, workers, *extra):
+    launcher = "torchrun" if nproc > 1 else "python"
+    cmd = launcher_cmd(launcher, script, nproc, free_port()) + [
+        "--config-file", str(cfg), *[a for a in extra if a.startswith("--")], "--opts", "output_dir", str(out),
+        "deepspeed.config", f"zero{stage}", "dataloader.num_workers", str(workers),
+        *[a for a in extra if not a.startswith("--")],
+    ]
+    result = run_cli(cmd, timeout=120)
+    assert result.returncode == 0, result.stdout[-4000:]
+    return result.stdout
+
+
+def tensors(obj, prefix=""):
+    """Every tensor inside a (nested) checkpoint object, by path."""
+    found = {}
+    if isinstance(obj, torch.Tensor):
+        found[prefix] = obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            found.update(tensors(v, f"{prefix}/{k}"))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            found.update(tensors(v, f"{prefix}/{i}"))
+    return found
+
+
+def engine_tensors(tag_dir: Path):
+    out = {}
+    for f in sorted((tag_dir / "generator").glob("*.pt")):
+        out.update(tensors(torch.load(f, map_location="cpu", weights_only=False), f.name))
+    return out
+
+
+def zero3_padding_mask(weights, world_size, key):
+    """True where a ZeRO-3 flat fp32 shard of rank r holds a real element (each parameter is split alone)."""
+    if not key.startswith("zero_pp_rank_"):
+        return None
+    rank = int(key.split("_")[3])
+    mask = []
+    for tensor in weights.values():
+        n = tensor.numel()
+        per = -(-n // world_size)
+        real = max(0, min(per, n - rank * per))
+        mask += [True] * real + [False] * (per - real)
+    return torch.tensor(mask, dtype=torch.bool)
+
+
+CASES = [(2, 0, 0), (2, 2, 2), (2, 3, 0), (1, 2, 0)]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("nproc,stage,workers", CASES, ids=[f"ws{n}-zero{s}-workers{w}" for n, s, w in CASES])
+def test_resume_is_exact(tmp_path, nproc, stage, workers):
+    script, cfg = write_project(tmp_path)
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train(script, cfg, straight, nproc, stage, workers)
+    train(script, cfg, split, nproc, stage, workers, "solver.stop_at_iter", str(STEPS // 2))
+    assert layout.complete_tags(str(split / "checkpoints")) == [layout.tag_name(STEPS // 2)]
+    log = train(script, cfg, split, nproc, stage, workers, "--resume")
+    assert f"resumed from {split / 'checkpoints' / layout.tag_name(STEPS // 2)} at step {STEPS // 2}" in log
+
+    final = layout.tag_name(STEPS)
+    a, b = engine_tensors(straight / "checkpoints" / final), engine_tensors(split / "checkpoints" / final)
+    assert a.keys() == b.keys() and len(a) > 0
+    wa = wb = {}
+    if stage > 0:
+        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+        wa = get_fp32_state_dict_from_zero_checkpoint(str(straight / "checkpoints" / final), tag="generator")
+        wb = get_fp32_state_dict_from_zero_checkpoint(str(split / "checkpoints" / final), tag="generator")
+        assert wa.keys() == wb.keys()
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    for key in a:
+        x, y = a[key], b[key]
+        mask = zero3_padding_mask(wa, nproc, key) if stage == 3 else None
+        if mask is not None and x.dim() == 1 and len(x) == len(mask):
+            x, y = x[mask], y[mask]  # ZeRO-3 pads each parameter's shard with uninitialised memory
+        assert torch.equal(x, y), key
+    for whole, second in zip(read_records(straight, nproc), read_records(split, nproc)):
+        assert second["losses"] == whole["losses"][STEPS // 2:]
+        assert second["seen"] == whole["seen"][len(whole["seen"]) // 2:]
+        assert second["lr"] == whole["lr"]
