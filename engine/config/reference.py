@@ -9,7 +9,7 @@ Like the rest of ``engine.config`` this imports neither torch nor DeepSpeed.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from engine.config.defaults import DEEPSPEED_PASSTHROUGH_KEYS, DEFAULTS
 from engine.config.schema import Field, Open, Section
@@ -21,29 +21,39 @@ _TYPE_NAMES = {bool: "bool", int: "int", float: "float", str: "str", list: "list
 
 #: Who receives each user-owned (``Open``) section. A section missing here gets the generic note.
 OPEN_NOTES: Dict[str, str] = {
-    "dataloader.train_data_set": "user-owned, passed to your constructor: every key but `name` goes to the "
-                                 "dataset class; `transformer` becomes `self.data_pipeline`",
+    "dataloader.train_data_set": "required; user-owned, passed to your constructor: every key but `name` goes "
+                                 "to the dataset class, whose `transformer` list becomes `self.data_pipeline`",
     "dataloader.val_data_set": "user-owned, passed to your constructor (as `train_data_set`)",
     "dataloader.test_data_set": "user-owned; validated, but the trainer does not build a test set yet",
     "trainer.model.generator": "user-owned, passed to your constructor: every key but `name` goes to the "
                                "network class (or to your model's `create_model(params)`)",
     "trainer.model.discriminator": "user-owned; validated, but nothing reads it until the GAN bundle exists",
     "trainer.model.loss": "user-owned; your model reads it, e.g. `LossKeyCompose(cfg.TRAINER.MODEL.LOSS)`",
-    "trainer.model.ema": "seed spelling: folded into `solver.ema` (`enable` means `enabled`); after loading "
-                         "both places hold the same values",
-    "trainer.loss": "seed spelling: folded into `trainer.model.loss`; after loading both hold the same value",
+    "trainer.model.ema": "an alias, not user-owned: folded into `solver.ema` and checked there (`enable` means "
+                         "`enabled`); a value that differs from `solver.ema` is an error; after loading both "
+                         "places hold the same values",
+    "trainer.loss": "an alias: folded into `trainer.model.loss` (a differing value there is an error); after "
+                    "loading both hold the same value",
     "solver.generator.optimizer.params": "user-owned, passed to the optimizer's constructor",
     "solver.generator.lr_scheduler.params": "user-owned, passed to the scheduler's constructor",
     "solver.discriminator": "user-owned; validated, but nothing reads it until the GAN bundle exists",
 }
 
+#: Further facts about a framework key that its one-line doc leaves out.
+FIELD_NOTES: Dict[str, str] = {
+    "trainer.model.name": "a config without it is an error",
+    "solver.gradient_accumulation_batch": "`train_per_batch` must be divisible by it",
+    "solver.generator.optimizer.type": "DeepSpeed's own types are built by DeepSpeed (see below), others by engine "
+                                       "from torch.optim",
+    "solver.generator.clip_gradients.norm_type": "any other value with `clip_type='norm'` is an error",
+    "deepspeed.config": "a path is looked up from the working directory, not from the config file's folder; "
+                        "when no file is there, its base name is looked up among the bundled templates",
+}
+
 #: Framework keys that are validated but not acted on yet, and why (shown beside the key).
 NOT_USED_YET: Dict[str, str] = {
-    "output_dir": "TensorBoard files and checkpoints are not written yet",
-    "dataloader.group_sampler": "aspect-ratio grouping is not built yet; the value is ignored",
+    "output_dir": "TensorBoard files are not written yet",
     "solver.test_per_batch": "there is no test loop yet",
-    "solver.max_keep": "checkpoint saving is not built yet",
-    "solver.checkpoint_period": "checkpoint saving is not built yet",
     "solver.ema": "EMA is not built yet; `enabled=True` currently has no effect",
 }
 
@@ -56,11 +66,12 @@ DEEPSPEED_KEY_NOTES: Dict[str, str] = {
     "gradient_clipping": "derived from `solver.generator.clip_gradients` when it is enabled with `clip_type='norm'`; "
                          "a different value is then an error",
     "optimizer": "always an error: set the optimizer in `solver.generator.optimizer`",
-    "scheduler": "an error while `solver.generator.lr_scheduler.enabled` is true",
+    "scheduler": "an error while `solver.generator.lr_scheduler.enabled` is true; otherwise DeepSpeed builds it",
     "fp16": "refused on CPU; `fp16` and `bf16` both enabled is an error",
-    "pipeline": "`stages` divides the data-parallel size; refused with ZeRO stage 2 or 3 "
-                "(pipeline training itself is not built yet)",
-    "tensor_parallel": "`autotp_size` divides the data-parallel size (tensor-parallel training is not built yet)",
+    "pipeline": "`stages` shrinks the data-parallel size used for `train_batch_size`; refused with ZeRO stage 2 "
+                "or 3 (engine does not build pipeline models yet)",
+    "tensor_parallel": "`autotp_size` shrinks the data-parallel size used for `train_batch_size` (engine does not "
+                       "set up tensor-parallel models yet)",
     "zero_optimization": "merged key by key over the template's; `stage` must be 0-3",
     "zero_allow_untested_optimizer": "engine sets it to true for a torch.optim optimizer at ZeRO stage ≥ 1 unless given",
     "zero_force_ds_cpu_optimizer": "engine sets it to false for a torch.optim optimizer with optimizer offload unless given",
@@ -127,6 +138,8 @@ def _meaning(path: str, spec: Any) -> str:
     text = _escape(spec.doc)
     if isinstance(spec, Open):
         text += ". " + _italic(OPEN_NOTES.get(path, "user-owned, passed to your constructor"))
+    if path in FIELD_NOTES:
+        text += f"; {FIELD_NOTES[path]}"
     if path in NOT_USED_YET:
         text += f". **Not used yet:** {NOT_USED_YET[path]}"
     return text
@@ -145,22 +158,47 @@ def _deepspeed_keys() -> List[str]:
         "| key | what engine does with it |",
         "|---|---|",
     ]
-    for key in DEEPSPEED_PASSTHROUGH_KEYS:
-        out.append(f"| `{key}` | {DEEPSPEED_KEY_NOTES.get(key, 'passed through')} |")
+    noted = [k for k in DEEPSPEED_PASSTHROUGH_KEYS if k in DEEPSPEED_KEY_NOTES]
+    plain = [k for k in DEEPSPEED_PASSTHROUGH_KEYS if k not in DEEPSPEED_KEY_NOTES]
+    out += [f"| `{key}` | {DEEPSPEED_KEY_NOTES[key]} |" for key in noted]
+    out += ["", "Passed through as written: " + ", ".join(f"`{k}`" for k in plain) + "."]
     return out + [""]
 
 
 def _escape(text: str) -> str:
     """Make free text safe inside a Markdown table cell (no tags, no emphasis, no column breaks)."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("*", "\\*")
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace("*", "\\*")
 
 
 def _italic(text: str) -> str:
     return f"*{text}*"
 
 
-def main() -> None:
-    print(render_reference(), end="")
+def update_readme(path: str) -> bool:
+    """Replace the text between the markers in ``path`` with ``render_reference()``; True if it changed."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if text.count(START_MARKER) != 1 or text.count(END_MARKER) != 1:
+        raise SystemExit(f"{path}: expected one {START_MARKER} and one {END_MARKER}")
+    head, rest = text.split(START_MARKER)
+    _, tail = rest.split(END_MARKER)
+    new = f"{head}{START_MARKER}\n{render_reference()}{END_MARKER}{tail}"
+    if new != text:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(new)
+    return new != text
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Print the Markdown config reference generated from the defaults.")
+    parser.add_argument("--update", metavar="README", help="rewrite the reference block of this file instead")
+    args = parser.parse_args(argv)
+    if args.update:
+        print(f"{args.update}: {'updated' if update_readme(args.update) else 'already up to date'}")
+    else:
+        print(render_reference(), end="")
 
 
 if __name__ == "__main__":
