@@ -18,12 +18,21 @@ import cv2
 import numpy as np
 import torch
 
-from engine.transforms.geometry import (  # noqa: F401  (re-exported kernels)
+from engine.transforms.geometry import (  # re-exported: see __all__
     affine_matrix, box_filter, boxes_inside, clip_boxes, flip_boxes, flip_image, flip_points,
     pad_image, resize_image, transform_boxes, transform_points, warp_image,
 )
 
 Number = Union[int, float]
+
+__all__ = [
+    "to_tensor", "normalize", "denormalize", "apply_curve", "apply_affine_color", "gray", "adjust_brightness",
+    "adjust_contrast", "adjust_brightness_contrast", "adjust_gamma", "tone_curve", "adjust_saturation", "adjust_hue",
+    "to_gray", "gaussian_blur", "sharpen", "clahe", "compress",
+    # geometric kernels, from engine.transforms.geometry
+    "affine_matrix", "box_filter", "boxes_inside", "clip_boxes", "flip_boxes", "flip_image", "flip_points",
+    "pad_image", "resize_image", "transform_boxes", "transform_points", "warp_image",
+]
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:

@@ -22,7 +22,7 @@ horizontal flip is exactly ``x -> w - x`` for boxes and points alike.
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import numpy as np
 
