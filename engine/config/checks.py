@@ -21,6 +21,13 @@ def check_consistency(cfg: Dict[str, Any]) -> None:
         raise ConfigError("trainer.model.name: required: the model class registered in BUILD_MODEL_REGISTRY")
     if cfg["dataloader"]["train_data_set"] is None:
         raise ConfigError("dataloader.train_data_set: required: dict(name=<registered dataset>, ...)")
+    if solver["ema"]["enabled"]:
+        raise ConfigError("solver.ema.enabled (or trainer.model.ema.enable) = True: EMA is not implemented yet; "
+                          "set it to False")
+    for path, value in (("trainer.model.discriminator", cfg["trainer"]["model"]["discriminator"]),
+                        ("solver.discriminator", solver["discriminator"])):
+        if value:
+            raise ConfigError(f"{path}: the GAN bundle (discriminators) is not implemented yet; remove this key")
     if cfg["dataloader"]["group_sampler"]:
         raise ConfigError("dataloader.group_sampler = True: aspect-ratio grouping is not implemented yet; set it to False")
     clip = solver["generator"]["clip_gradients"]

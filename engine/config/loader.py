@@ -18,8 +18,21 @@ DELETE_KEY = "_delete_"  # a dict with _delete_=True replaces its base instead o
 _PLAIN = (dict, list, tuple, str, int, float, bool, type(None))
 
 
-def load_file(path: str, _chain: Sequence[str] = ()) -> Dict[str, Any]:
+def load_file(path: str) -> Dict[str, Any]:
     """Load one config file and everything its ``_base_`` names, merged, as plain dicts."""
+    return _strip_delete_markers(_load_chain(path, ()))
+
+
+def _strip_delete_markers(value: Any) -> Any:
+    """``_delete_`` only steers merging; it must not reach constructors or config.yaml."""
+    if isinstance(value, dict):
+        return {k: _strip_delete_markers(v) for k, v in value.items() if k != DELETE_KEY}
+    if isinstance(value, list):
+        return [_strip_delete_markers(v) for v in value]
+    return value
+
+
+def _load_chain(path: str, _chain: Sequence[str]) -> Dict[str, Any]:
     path = os.path.abspath(path)
     if path in _chain:
         cycle = " -> ".join(list(_chain[_chain.index(path):]) + [path])
@@ -38,7 +51,7 @@ def load_file(path: str, _chain: Sequence[str] = ()) -> Dict[str, Any]:
     merged: Dict[str, Any] = {}
     for base in bases:
         base_path = base if os.path.isabs(base) else os.path.join(os.path.dirname(path), base)
-        merged = merge(merged, load_file(base_path, tuple(_chain) + (path,)))
+        merged = merge(merged, _load_chain(base_path, tuple(_chain) + (path,)))
     return merge(merged, data)
 
 

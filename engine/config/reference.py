@@ -54,7 +54,7 @@ FIELD_NOTES: Dict[str, str] = {
 NOT_USED_YET: Dict[str, str] = {
     "output_dir": "TensorBoard files are not written yet",
     "solver.test_per_batch": "there is no test loop yet",
-    "solver.ema": "EMA is not built yet; `enabled=True` currently has no effect",
+    "solver.ema": "EMA is not built yet; `enabled=True` is rejected at config check",
 }
 
 #: What engine does with some of the DeepSpeed keys it passes through (ds_config.py).

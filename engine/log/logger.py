@@ -11,7 +11,7 @@ _DATEFMT = "%m/%d %H:%M:%S"
 
 
 def setup_logger(output_dir: str, log_name: str, rank: int, name: str = "engine") -> logging.Logger:
-    """Configure the ``engine`` logger (and the user's ``__main__``/root messages) for this rank.
+    """Configure the ``engine`` logger for this rank (user code may log through it too).
 
     Rank 0 logs INFO to the console and to ``<log_name>.log``; rank r>0 logs to
     ``<log_name>.rank<r>.log`` and only warnings to the console, so N ranks do not print

@@ -102,11 +102,11 @@ def test_user_owned_sections_pass_through_unchanged():
 
 def test_seed_spellings_are_folded_and_mirrored():
     cfg = build_cfg(merge(MINIMAL, {
-        "trainer": {"loss": {"l1": [{"name": "L1Loss"}]}, "model": {"ema": {"enable": True, "decay_rate": 0.9}}},
+        "trainer": {"loss": {"l1": [{"name": "L1Loss"}]}, "model": {"ema": {"enable": False, "decay_rate": 0.9}}},
         "solver": {"generator": {"optimizer": {"type": "Adam", "clip_gradients": {"enabled": True}}}},
     }))
-    assert cfg.SOLVER.EMA.ENABLED is True and cfg.SOLVER.EMA.DECAY_RATE == 0.9
-    assert cfg.TRAINER.MODEL.EMA.ENABLE is True
+    assert cfg.SOLVER.EMA.ENABLED is False and cfg.SOLVER.EMA.DECAY_RATE == 0.9
+    assert cfg.TRAINER.MODEL.EMA.ENABLE is False and cfg.TRAINER.MODEL.EMA.DECAY_RATE == 0.9
     assert cfg.TRAINER.MODEL.LOSS == cfg.TRAINER.LOSS == {"l1": [{"name": "L1Loss"}]}
     assert cfg.SOLVER.GENERATOR.CLIP_GRADIENTS.ENABLED is True
     assert "clip_gradients" not in cfg.SOLVER.GENERATOR.OPTIMIZER
@@ -131,3 +131,17 @@ def test_broken_config_files_give_one_clear_error(tmp_path):
     write(tmp_path / "bad.toml", "x = 1\n")
     with pytest.raises(ConfigError, match="unsupported config file type"):
         get_cfg(str(tmp_path / "bad.toml"))
+
+
+def test_delete_markers_never_reach_the_resolved_config(tmp_path):
+    write(tmp_path / "solo.py", "trainer = dict(model=dict(generator=dict(_delete_=True, name='Net')))\n")
+    assert load_file(str(tmp_path / "solo.py")) == {"trainer": {"model": {"generator": {"name": "Net"}}}}
+
+
+@pytest.mark.parametrize("override,message", [
+    ({"solver": {"ema": {"enabled": True}}}, "EMA is not implemented yet"),
+    ({"trainer": {"model": {"discriminator": {"name": "D"}}}}, r"trainer\.model\.discriminator: the GAN bundle"),
+])
+def test_keys_of_features_not_built_yet_are_rejected_not_ignored(override, message):
+    with pytest.raises(ConfigError, match=message):
+        build_cfg(merge(MINIMAL, override))

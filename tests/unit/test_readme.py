@@ -181,7 +181,8 @@ def test_clipping_by_norm_becomes_gradient_clipping_and_by_value_does_not():
 
 
 def test_seed_spellings_are_readable_both_ways():
-    cfg = _cfg(trainer={"model": {"name": "M", "generator": {"name": "N"}, "ema": {"enable": True}},
+    cfg = _cfg(trainer={"model": {"name": "M", "generator": {"name": "N"}, "ema": {"enable": False, "decay_rate": 0.9}},
                         "loss": {"x": []}})
-    assert cfg.SOLVER.EMA.ENABLED is True and cfg.TRAINER.MODEL.EMA.ENABLE is True
+    assert cfg.SOLVER.EMA.ENABLED is False and cfg.TRAINER.MODEL.EMA.ENABLE is False
+    assert cfg.SOLVER.EMA.DECAY_RATE == cfg.TRAINER.MODEL.EMA.DECAY_RATE == 0.9
     assert cfg.TRAINER.MODEL.LOSS == cfg.TRAINER.LOSS == {"x": []}
