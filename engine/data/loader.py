@@ -3,13 +3,51 @@
 from __future__ import annotations
 
 import random
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Iterator, Optional, Tuple
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from engine.data.samplers import InferenceSampler, TrainingSampler
+from engine.errors import EngineError
+
+#: what torch's DataLoader says when a worker ran out of shared memory (/dev/shm): the worker
+#: dies of SIGBUS, or the tensor it hands back cannot be mapped
+_SHM_SIGNS = ("shared memory", "bus error", "/dev/shm")
+
+
+def worker_init_fn(worker_id: int) -> None:
+    """Runs once in every loader worker: no OpenCV thread pool inside the worker.
+
+    Each worker is already a process of its own; OpenCV's threads on top of ``num_workers``
+    processes oversubscribe the cores (and a pool forked from the parent can deadlock).
+    Seeding is not done here: ``SeededDataset`` seeds every sample.
+    """
+    import cv2
+
+    cv2.setNumThreads(0)
+
+
+def next_batch(iterator: Iterator) -> Any:
+    """``next(iterator)``, with a DataLoader worker killed by shared-memory exhaustion
+    turned into an ``EngineError`` that says what to change."""
+    try:
+        return next(iterator)
+    except RuntimeError as error:
+        if not is_shared_memory_error(error):
+            raise
+        raise EngineError(
+            f"a data-loader worker ran out of shared memory ({error}); lower dataloader.num_workers "
+            "(or the batch size / sample size), or give the container more shared memory "
+            "(docker run --shm-size=16g, or --ipc=host)"
+        ) from error
+
+
+def is_shared_memory_error(error: BaseException) -> bool:
+    text = str(error).lower()
+    # "unable to write to file </torch_123_...>: No space left on device": a full /dev/shm
+    return any(sign in text for sign in _SHM_SIGNS) or ("no space left on device" in text and "torch_" in text)
 
 
 class SeededDataset(Dataset):
@@ -60,7 +98,7 @@ def build_train_loader(dataset: Dataset, sampler: TrainingSampler, *, micro_batc
     return DataLoader(
         SeededDataset(dataset), batch_size=micro_batch, sampler=sampler, num_workers=num_workers,
         collate_fn=collate_fn, pin_memory=pin_memory, drop_last=True, timeout=timeout,
-        persistent_workers=num_workers > 0,
+        persistent_workers=num_workers > 0, worker_init_fn=worker_init_fn,
         # workers' base seeds come from this generator, not from the global RNG, so creating
         # the iterator does not consume training randomness
         generator=torch.Generator().manual_seed(seed),
@@ -74,5 +112,5 @@ def build_inference_loader(dataset: Dataset, *, batch_size: int, rank: int, worl
     return DataLoader(
         dataset, batch_size=batch_size, sampler=InferenceSampler(len(dataset), rank=rank, world_size=world_size),
         num_workers=num_workers, collate_fn=collate_fn, pin_memory=pin_memory, drop_last=False, timeout=timeout,
-        generator=torch.Generator().manual_seed(0),
+        worker_init_fn=worker_init_fn, generator=torch.Generator().manual_seed(0),
     )

@@ -11,7 +11,7 @@ import torch
 from engine import comm
 from engine.checkpoint.saver import CheckpointHook
 from engine.data.build import build_dataset
-from engine.data.loader import build_inference_loader, build_train_loader
+from engine.data.loader import build_inference_loader, build_train_loader, next_batch
 from engine.data.samplers import TrainingSampler
 from engine.log.storage import EventStorage
 from engine.model.base_model import split_step_output
@@ -132,7 +132,7 @@ class BaseTrainer:
         self.data_time = 0.0
         for _ in range(self.accumulation):
             start = time.perf_counter()
-            data = next(self._data_iter)
+            data = next_batch(self._data_iter)  # shared-memory exhaustion -> EngineError
             self.data_time += time.perf_counter() - start
             for name, value in self.model.train_micro_step(data, epoch=self.epoch).items():
                 self.storage.put_scalar(name, value)
