@@ -49,8 +49,13 @@ class BaseScheduler:
         import torch.multiprocessing as mp
 
         host, port = launch.parse_dist_url(self.args.dist_url)
-        mp.start_processes(_spawned_worker, args=(self, cfg, host, port), nprocs=self.args.num_gpus,
-                           start_method="spawn", join=True)
+        try:
+            mp.start_processes(_spawned_worker, args=(self, cfg, host, port), nprocs=self.args.num_gpus,
+                               start_method="spawn", join=True)
+        except mp.ProcessExitedException as exc:
+            # the worker already reported why; end with its code instead of a second traceback
+            print(f"engine: worker {exc.error_index} exited with code {exc.exit_code}", file=sys.stderr, flush=True)
+            sys.exit(exc.exit_code or 1)
 
     # ---- overridable steps of one worker -------------------------------------------------------
     def build_trainer(self, cfg: CfgNode):

@@ -89,6 +89,14 @@ def test_generic_tools_train_entry_imports_user_code_in_spawned_workers(tmp_path
                       "--num-gpus", "2",
                       "--config-file", str(DIGITS / "configs" / "base.py"),
                       "--opts", "output_dir", str(out), "solver.max_iter", "20", "solver.eval_period", "0",
-                      "solver.generator.lr_scheduler.params.max_iter", "20"])
+                      "solver.generator.lr_scheduler.params.max_iter", "100"])
     assert result.returncode == 0, result.stdout[-4000:]
     assert "step 20/20" in (out / "digits.log").read_text()
+
+
+@pytest.mark.slow
+def test_bad_config_in_spawned_workers_exits_2_without_traceback(tmp_path):
+    result = run_cli([sys.executable, str(TOY / "train.py"), "--num-gpus", "2", "--config-file", str(TOY / "cfg.py"),
+                      "--opts", "output_dir", str(tmp_path / "out"), "trainer.model.generator.hiden", "3"])
+    assert result.returncode == 2, result.stdout[-3000:]
+    assert "unexpected parameter 'hiden'" in result.stdout and "Traceback" not in result.stdout
