@@ -72,3 +72,71 @@ class InferenceSampler(Sampler):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+class GroupedTrainingSampler(TrainingSampler):
+    """``TrainingSampler`` whose micro-batches each hold one aspect-ratio group (seed: ``GROUP_SAMPLER``).
+
+    Per epoch and rank: the rank's shard of the epoch permutation (as in ``TrainingSampler``)
+    is split by group, order kept; each group is cut into micro-batches of ``micro_batch``,
+    a group's last partial batch topped up with that group's first samples of the epoch; the
+    batches are shuffled from ``(seed, epoch, rank)`` and the first ``samples_per_epoch /
+    micro_batch`` are kept. So every rank still yields exactly ``samples_per_epoch``
+    samples per epoch (ranks stay in step), a resume from ``start`` is still exact, and the
+    price is that up to ``groups * micro_batch`` samples per epoch are dropped or repeated.
+
+    Args:
+        group_ids: one group number per dataset index (``aspect_ratio_groups``).
+        micro_batch: the loader's batch size; ``samples_per_step`` must be a multiple of it.
+    """
+
+    def __init__(self, group_ids, *, micro_batch: int, rank: int, world_size: int, samples_per_step: int,
+                 seed: int, shuffle: bool = True, start: int = 0) -> None:
+        super().__init__(len(group_ids), rank=rank, world_size=world_size, samples_per_step=samples_per_step,
+                         seed=seed, shuffle=shuffle, start=start)
+        if micro_batch < 1 or samples_per_step % micro_batch:
+            raise ConfigError(f"dataloader.group_sampler: micro-batch {micro_batch} must divide the "
+                              f"{samples_per_step} samples of one step")
+        self.group_ids = np.asarray(group_ids, dtype=np.int64)
+        self.micro_batch = micro_batch
+
+    def epoch_indices(self, epoch: int) -> np.ndarray:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            order = torch.randperm(self.size, generator=generator).numpy()
+        else:
+            order = np.arange(self.size)
+        shard = order[self.rank::self.world_size][: self.size // self.world_size]
+        batch = self.micro_batch
+        batches = []
+        for group in np.unique(self.group_ids[shard]):
+            members = shard[self.group_ids[shard] == group]
+            short = -len(members) % batch
+            members = np.concatenate([members, np.resize(members, short)]) if short else members
+            batches.extend(members.reshape(-1, batch))
+        if self.shuffle:
+            generator = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 257 + self.rank + 1)
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        return np.concatenate(batches[: self.samples_per_epoch // batch])
+
+
+def aspect_ratio_groups(dataset) -> np.ndarray:
+    """Group 0 for landscape (w >= h), 1 for portrait, per dataset index.
+
+    Read from ``dataset.aspect_ratios`` (w / h per index) if present, else
+    ``dataset.get_aspect_ratio(i)``, else the ``img_shape`` of ``dataset.get_results(i)``
+    (loads every image once: give the dataset ``aspect_ratios`` for large sets).
+    """
+    ratios = getattr(dataset, "aspect_ratios", None)
+    if ratios is None and hasattr(dataset, "get_aspect_ratio"):
+        ratios = [dataset.get_aspect_ratio(i) for i in range(len(dataset))]
+    if ratios is None:
+        try:
+            shapes = [dataset.get_results(i)["img_shape"] for i in range(len(dataset))]
+        except (AttributeError, NotImplementedError, KeyError) as error:
+            raise ConfigError(
+                f"dataloader.group_sampler: {type(dataset).__name__} gives no aspect ratios; add an "
+                "`aspect_ratios` attribute (w / h per index) or get_aspect_ratio(index)"
+            ) from error
+        ratios = [shape[1] / shape[0] for shape in shapes]
+    return (np.asarray(ratios, dtype=np.float64) < 1).astype(np.int64)
