@@ -28,8 +28,6 @@ def check_consistency(cfg: Dict[str, Any]) -> None:
                         ("solver.discriminator", solver["discriminator"])):
         if value:
             raise ConfigError(f"{path}: the GAN bundle (discriminators) is not implemented yet; remove this key")
-    if cfg["dataloader"]["group_sampler"]:
-        raise ConfigError("dataloader.group_sampler = True: aspect-ratio grouping is not implemented yet; set it to False")
     clip = solver["generator"]["clip_gradients"]
     if clip["enabled"] and clip["clip_type"] == "norm" and clip["norm_type"] != 2.0:
         raise ConfigError(

@@ -75,7 +75,7 @@ DEFAULTS = Section(
                 "train_data_set": Open("training data set: dict(name=<registered dataset>, transformer=[...], **params)", required_keys=("name",)),
                 "val_data_set": Open("validation data set, same form (optional)", required_keys=("name",)),
                 "test_data_set": Open("test data set, same form (optional; defaults to the validation set)", required_keys=("name",)),
-                "group_sampler": Field(False, _BOOL, "seed key for aspect-ratio grouping; not implemented yet (True is rejected)"),
+                "group_sampler": Field(False, _BOOL, "batch landscape and portrait images separately (dataset gives aspect_ratios, get_aspect_ratio(i) or get_results(i))"),
                 "pin_memory": Field(False, _BOOL, "pin host memory of batches (useful on GPU)"),
                 "timeout": Field(0.0, _FLOAT, "seconds to wait for a batch from workers before failing (0: no limit)", minimum=0.0),
             }

@@ -36,13 +36,17 @@ class TrainingSampler(Sampler):
         self.size, self.rank, self.world_size = size, rank, world_size
         self.seed, self.shuffle, self.start = seed, shuffle, start
 
-    def epoch_indices(self, epoch: int) -> np.ndarray:
+    def rank_shard(self, epoch: int) -> np.ndarray:
+        """This rank's share of epoch ``epoch``'s permutation (every ``world_size``-th index)."""
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             order = torch.randperm(self.size, generator=generator).numpy()
         else:
             order = np.arange(self.size)
-        return order[self.rank::self.world_size][: self.samples_per_epoch]
+        return order[self.rank::self.world_size][: self.size // self.world_size]
+
+    def epoch_indices(self, epoch: int) -> np.ndarray:
+        return self.rank_shard(epoch)[: self.samples_per_epoch]
 
     def __iter__(self) -> Iterator[Tuple[int, int]]:
         position = self.start
@@ -101,12 +105,7 @@ class GroupedTrainingSampler(TrainingSampler):
         self.micro_batch = micro_batch
 
     def epoch_indices(self, epoch: int) -> np.ndarray:
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            order = torch.randperm(self.size, generator=generator).numpy()
-        else:
-            order = np.arange(self.size)
-        shard = order[self.rank::self.world_size][: self.size // self.world_size]
+        shard = self.rank_shard(epoch)
         batch = self.micro_batch
         batches = []
         for group in np.unique(self.group_ids[shard]):

@@ -12,7 +12,7 @@ from engine import comm
 from engine.checkpoint.saver import CheckpointHook
 from engine.data.build import build_dataset
 from engine.data.loader import build_inference_loader, build_train_loader, next_batch
-from engine.data.samplers import TrainingSampler
+from engine.data.samplers import GroupedTrainingSampler, TrainingSampler, aspect_ratio_groups
 from engine.log.storage import EventStorage
 from engine.model.base_model import split_step_output
 from engine.model.build import build_model, planned_steps
@@ -56,10 +56,7 @@ class BaseTrainer:
         self.global_batch_size = int(self.ds_config["train_batch_size"])
         parallel = model_parallel_size(self.ds_config)
         self.dp_rank, self.dp_size = comm.get_rank() // parallel, comm.get_world_size() // parallel
-        self.sampler = TrainingSampler(
-            len(self.train_dataset), rank=self.dp_rank, world_size=self.dp_size,
-            samples_per_step=solver.TRAIN_PER_BATCH, seed=cfg.SEED,
-        )
+        self.sampler = self.build_train_sampler()
         self.steps_per_epoch = self.sampler.samples_per_epoch // solver.TRAIN_PER_BATCH
         self.epoch_mode = bool(cfg.TRAINER.ENABLE_EPOCH_METHOD)
         self.max_iter = self.steps_per_epoch * solver.MAX_EPOCH if self.epoch_mode else solver.MAX_ITER
@@ -85,6 +82,14 @@ class BaseTrainer:
     def set_collate_fn(self, cfg: Any) -> Optional[Callable]:
         """The collate function of every loader; None means torch's default."""
         return None
+    def build_train_sampler(self) -> TrainingSampler:
+        """The endless training sampler; grouped by aspect ratio when ``dataloader.group_sampler``."""
+        common = dict(rank=self.dp_rank, world_size=self.dp_size, samples_per_step=self.cfg.SOLVER.TRAIN_PER_BATCH,
+                      seed=self.cfg.SEED)
+        if self.cfg.DATALOADER.GROUP_SAMPLER:
+            return GroupedTrainingSampler(aspect_ratio_groups(self.train_dataset), micro_batch=self.micro_batch, **common)
+        return TrainingSampler(len(self.train_dataset), **common)
+
 
     def build_hooks(self) -> List[HookBase]:
         """Default hooks, in the order they run (see engine.trainer.hooks for why)."""

@@ -100,3 +100,13 @@ def test_bad_config_in_spawned_workers_exits_2_without_traceback(tmp_path):
                       "--opts", "output_dir", str(tmp_path / "out"), "trainer.model.generator.hiden", "3"])
     assert result.returncode == 2, result.stdout[-3000:]
     assert "unexpected parameter 'hiden'" in result.stdout and "Traceback" not in result.stdout
+
+
+@pytest.mark.slow
+def test_aspect_ratio_grouping_trains_from_config(tmp_path):
+    out = tmp_path / "out"
+    result = run_cli([sys.executable, str(DIGITS / "train.py"), "--config-file", str(DIGITS / "configs" / "base.py"),
+                      "--opts", "output_dir", str(out), "dataloader.group_sampler", "True", "solver.max_iter", "10",
+                      "solver.eval_period", "0", "solver.generator.lr_scheduler.params.max_iter", "100"])
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "step 10/10" in (out / "digits.log").read_text()
