@@ -17,15 +17,18 @@ from engine.trainer.hooks import PeriodicHook
 logger = logging.getLogger("engine")
 
 
-def save_checkpoint(trainer: Any, step: int, group: Any = None) -> str:
+def save_checkpoint(trainer: Any, step: int, group: Any = None, *, tag: Optional[str] = None,
+                    marker_extra: Optional[Dict[str, Any]] = None) -> str:
     """Save tag ``iter_<step>`` on every rank; returns the tag folder.
 
     Order: rank check (fails fast if a rank is missing) → each engine's DeepSpeed save →
     this rank's state file → fsync → barrier → rank 0 writes the marker, then ``latest``,
     then rotates. A crash anywhere before the marker leaves a tag that resume skips.
+    A named ``tag`` that is not ``iter_<n>`` (the best checkpoint) is complete the same
+    way but becomes neither ``latest`` nor a candidate for rotation.
     """
     root = layout.checkpoint_root(trainer.cfg.OUTPUT_DIR)
-    tag = layout.tag_name(step)
+    tag = tag or layout.tag_name(step)
     tag_dir = os.path.join(root, tag)
     check_ranks_agree(group, "checkpoint tag", tag)
     start = time.perf_counter()
@@ -43,10 +46,11 @@ def save_checkpoint(trainer: Any, step: int, group: Any = None) -> str:
     if comm.is_main_process():
         layout.write_marker(tag_dir, {
             "tag": tag, "iteration": step, "world_size": comm.get_world_size(),
-            "engines": sorted(trainer.model.engines), "zero_stage": _zero_stage(trainer),
+            "engines": sorted(trainer.model.engines), "zero_stage": _zero_stage(trainer), **(marker_extra or {}),
         })
-        layout.write_latest(root, tag)
-        layout.rotate(root, trainer.cfg.SOLVER.MAX_KEEP)
+        if layout.tag_step(tag) is not None:
+            layout.write_latest(root, tag)
+            layout.rotate(root, trainer.cfg.SOLVER.MAX_KEEP)
     logger.info(f"saved checkpoint {tag_dir} ({time.perf_counter() - start:.1f}s)")
     return tag_dir
 

@@ -14,6 +14,7 @@ from engine.config import CfgNode, dump_cfg, get_cfg
 from engine.errors import EngineError
 from engine.schedule import launch
 from engine.schedule.args import parse_args
+from engine.schedule.preflight import preflight
 from engine.schedule.ds_config import build_ds_config, summarize, write_ds_config
 
 EXIT_BAD_INPUT = 2
@@ -34,6 +35,7 @@ class BaseScheduler:
         args = self.args
         try:
             cfg = get_cfg(args.config_file, args.opts)
+            preflight(cfg)
             if not launch.launched_externally() and args.num_gpus * args.num_machines > 1:
                 self._spawn(cfg)
                 return
