@@ -87,7 +87,10 @@ DEFAULTS = Section(
                 "weights": Field("", _STR, "pretrained weights loaded into the generator before training ('' for none)"),
                 "weights_strict": Field(False, _BOOL, "trainer.weights must match the generator's keys exactly"),
                 "device": Field("auto", _STR, "auto: CUDA when present, else CPU", choices=("auto", "cuda", "cpu")),
-                "log_period": Field(20, _INT, "log losses, LR and speed every N optimizer steps", minimum=1),
+                "log_period": Field(20, _INT, "log losses, LR and speed (console, log file, TensorBoard) every N optimizer steps", minimum=1),
+                "tensorboard": Field(True, _BOOL, "write TensorBoard events to output_dir/tensorboard (rank 0)"),
+                "progress": Field("auto", _STR, "rank 0 console: auto (a progress bar on a terminal, log lines otherwise), bar or log", choices=("auto", "bar", "log")),
+                "hooks": Open("extra hooks, run after the default hooks and before CheckpointHook: [dict(name=<HOOK_REGISTRY name>, period=N, **params)]", required_keys=("name",), allow_list=True, default=[]),
                 "model": Section(
                     {
                         "name": Field("", _STR, "model bundle class in BUILD_MODEL_REGISTRY (required)"),
@@ -112,6 +115,8 @@ DEFAULTS = Section(
                 "checkpoint_period": Field(0, _INT, "save a checkpoint every N optimizer steps (0: only at the end)", minimum=0),
                 "stop_at_iter": Field(0, _INT, "stop after saving a checkpoint at this step, as if killed (0: off); for tests and preemption drills", minimum=0),
                 "eval_period": Field(0, _INT, "evaluate on the validation set every N optimizer steps (0: only at the end)", minimum=0),
+                "best_metric": Field("", _STR, "keep checkpoint tag 'best' (never rotated) by this evaluation result, e.g. 'val/loss' ('' = off)"),
+                "best_mode": Field("max", _STR, "whether a larger or smaller solver.best_metric is better", choices=("max", "min")),
                 "ema": _EMA,
                 "generator": _NETWORK_SOLVER,
                 "discriminator": Open("GAN: solver settings per discriminator", allow_list=True),

@@ -10,6 +10,11 @@ _FORMAT = "[%(asctime)s %(name)s %(levelname)s] %(message)s"
 _DATEFMT = "%m/%d %H:%M:%S"
 
 
+def _not_file_only(record: logging.LogRecord) -> bool:
+    """``logger.info(..., extra={"console": False})`` goes to the log file only (the progress bar shows it)."""
+    return getattr(record, "console", True)
+
+
 def setup_logger(output_dir: str, log_name: str, rank: int, name: str = "engine") -> logging.Logger:
     """Configure the ``engine`` logger for this rank (user code may log through it too).
 
@@ -27,6 +32,7 @@ def setup_logger(output_dir: str, log_name: str, rank: int, name: str = "engine"
     console = logging.StreamHandler(sys.stdout)
     console.setLevel(logging.INFO if rank == 0 else logging.WARNING)
     console.setFormatter(formatter)
+    console.addFilter(_not_file_only)
     logger.addHandler(console)
     os.makedirs(output_dir, exist_ok=True)
     file_name = f"{log_name}.log" if rank == 0 else f"{log_name}.rank{rank}.log"

@@ -26,11 +26,20 @@ class EventStorage:
         self._sums: Dict[str, Any] = {}
         self._counts: Dict[str, int] = defaultdict(int)
         self._images: Dict[str, Any] = {}
+        self._metrics: Dict[str, float] = {}
 
     def put_scalar(self, name: str, value: Any) -> None:
+        """Add ``value`` to this step's mean; an image batch (a tensor of 3 or more dims) is kept as an image."""
         if hasattr(value, "detach"):
-            value = value.detach()
-        self._sums[name] = value if name not in self._sums else self._sums[name] + value
+            if value.dim() >= 3:
+                self.put_image(name, value)
+                return
+            if value.requires_grad:  # outputs of train_micro_step are detached already: no new tensor
+                value = value.detach()
+        if name in self._sums:
+            self._sums[name] = self._sums[name] + value
+        else:
+            self._sums[name] = value
         self._counts[name] += 1
 
     def put_image(self, name: str, image: Any) -> None:
@@ -39,14 +48,24 @@ class EventStorage:
 
     def pop_step(self) -> Dict[str, Any]:
         """The mean of every scalar put since the last call (tensors or floats), then clear."""
-        means = {k: v / self._counts[k] for k, v in self._sums.items()}
-        self._sums.clear()
-        self._counts.clear()
+        counts = self._counts
+        # no division (a new tensor) for the common single put per step
+        means = {k: v if counts[k] == 1 else v / counts[k] for k, v in self._sums.items()}
+        self._sums = {}
+        counts.clear()
         return means
 
     def pop_images(self) -> Dict[str, Any]:
         images, self._images = self._images, {}
         return images
+
+    def put_metrics(self, metrics: Dict[str, float]) -> None:
+        """Evaluation results of this step, kept until a writer (TensorBoard) pops them."""
+        self._metrics.update(metrics)
+
+    def pop_metrics(self) -> Dict[str, float]:
+        metrics, self._metrics = self._metrics, {}
+        return metrics
 
     def __enter__(self) -> "EventStorage":
         _ACTIVE.append(self)

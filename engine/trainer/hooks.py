@@ -10,8 +10,9 @@ The loop calls, for each hook in list order::
     hook.after_train()
 
 Order matters: the user's seed callbacks run first (they may read or change step outputs),
-evaluation before logging (so a logged line can include fresh metrics), and the logger
-last so it reports the time every other hook took.
+evaluation before logging (so a logged line can include fresh metrics), the logger near
+the end so it reports the time every other hook took, and the checkpoint last. The full
+default list and the reasons are in ``engine.trainer.hook_registry``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import logging
 import time
 import weakref
 from collections import defaultdict
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Mapping
 
 import torch
 
@@ -72,66 +73,123 @@ class SeedCallbacksHook(HookBase):
 
 
 class EvalHook(PeriodicHook):
-    """Runs ``trainer.evaluate`` on the validation loader every ``period`` steps and at the end."""
+    """Runs ``trainer.evaluate`` on the validation loader every ``period`` steps and at the end.
+
+    Scalar results become ``trainer.latest_metrics`` (and go to the event storage for
+    TensorBoard); an ``images`` tensor in the result goes to the storage as an image grid.
+    """
 
     def __init__(self, period: int) -> None:
         super().__init__(period)
         self.latest: Dict[str, float] = {}
+        self.last_step = -1  # the step (counted from 1) of the latest evaluation
 
     def after_step(self) -> None:
         if self.trainer.val_loader is None or not self.is_due():
             return
         start = time.perf_counter()
-        self.latest = {k: float(v) for k, v in self.trainer.run_evaluation().items()}
+        results = self.trainer.run_evaluation()
+        images = {k: v for k, v in results.items() if isinstance(v, torch.Tensor) and v.dim() >= 3}
+        self.latest = {k: float(v) for k, v in results.items() if k not in images}
+        self.last_step = self.trainer.iter + 1
         self.trainer.latest_metrics = dict(self.latest)
+        storage = getattr(self.trainer, "storage", None)
+        if storage is not None:
+            storage.put_metrics(self.latest)
+            for name, image in images.items():
+                storage.put_image(name if "/" in name else f"val/{name}", image)
         shown = "  ".join(f"{k} {v:.4f}" for k, v in self.latest.items())
-        logger.info(f"eval at step {self.trainer.iter + 1}: {shown}  ({time.perf_counter() - start:.1f}s)")
+        logger.info(f"eval at step {self.last_step}: {shown}  ({time.perf_counter() - start:.1f}s)")
+
+
+class StepWindow:
+    """The step outputs since the last write, kept as they are until the write.
+
+    Appending a reference per step costs no tensor op and no device sync; ``means`` does
+    all the arithmetic at once, with a single transfer to the host.
+    """
+
+    def __init__(self) -> None:
+        self.outputs: List[Mapping[str, Any]] = []
+        self.data_time = 0.0
+        self.start = time.perf_counter()
+
+    def add(self, outputs: Mapping[str, Any], data_time: float) -> None:
+        self.outputs.append(outputs)
+        self.data_time += data_time
+
+    def __len__(self) -> int:
+        return len(self.outputs)
+
+    def means(self) -> Dict[str, float]:
+        """The mean of every output name over the steps that reported it."""
+        columns: Dict[str, list] = defaultdict(list)
+        for outputs in self.outputs:
+            for name, value in outputs.items():
+                columns[name].append(value)
+        names, stacked, plain = [], [], {}
+        for name, values in columns.items():
+            if all(isinstance(v, torch.Tensor) for v in values):
+                names.append(name)
+                stacked.append(torch.stack([v.reshape(()) for v in values]).double().mean())
+            else:
+                plain[name] = sum(float(v) for v in values) / len(values)
+        if stacked:
+            devices = {t.device for t in stacked}
+            host = torch.stack(stacked).tolist() if len(devices) == 1 else [t.item() for t in stacked]
+            plain.update(zip(names, host))
+        return plain
+
+    def reset(self) -> float:
+        """Start a new window; returns the seconds the old one lasted."""
+        now = time.perf_counter()
+        elapsed, self.start = max(now - self.start, 1e-9), now
+        self.outputs = []
+        self.data_time = 0.0
+        return elapsed
 
 
 class LoggerHook(PeriodicHook):
     """Logs the mean of every step output over the period, the LR of each engine and samples/s.
 
     Step outputs stay tensors between logs: converting them every step would force a
-    device sync per step on GPU.
+    device sync per step on GPU. ``ProgressHook`` (engine.log.progress) replaces the
+    console line with a progress bar by overriding ``write``.
     """
 
     def __init__(self, period: int) -> None:
         super().__init__(period)
-        self._sums: Dict[str, Any] = defaultdict(float)
-        self._count = 0
-        self._window_start: Optional[float] = None
-        self._data_time = 0.0
+        self.window = StepWindow()
         self._train_start = 0.0
 
     def before_train(self) -> None:
-        self._train_start = self._window_start = time.perf_counter()
+        self._train_start = time.perf_counter()
+        self.window.reset()
 
     def after_step(self) -> None:
         trainer = self.trainer
-        for name, value in trainer.step_outputs.items():
-            self._sums[name] = self._sums[name] + value
-        self._count += 1
-        self._data_time += trainer.data_time
+        self.window.add(trainer.step_outputs, trainer.data_time)
         if not self.is_due():
             return
-        now = time.perf_counter()
-        elapsed = max(now - self._window_start, 1e-9)
-        means = {k: float(v) / self._count for k, v in self._sums.items()}
-        speed = self._count * trainer.global_batch_size / elapsed
+        count, data_time = len(self.window), self.window.data_time
+        means = self.window.means()
+        elapsed = self.window.reset()
+        speed = count * trainer.global_batch_size / elapsed
         done = trainer.iter + 1
-        eta = (trainer.max_iter - done) * elapsed / self._count
-        lrs = "  ".join(f"lr/{k} {v:.3e}" for k, v in trainer.model.learning_rates().items())
+        eta = (trainer.max_iter - done) * elapsed / count
+        lrs = trainer.model.learning_rates()
+        trainer.latest_logged = dict(means, samples_per_s=speed)
+        lr_text = "  ".join(f"lr/{k} {v:.3e}" for k, v in lrs.items())
         terms = "  ".join(f"{k} {v:.4f}" for k, v in means.items())
         epoch = f"epoch {trainer.epoch}  " if trainer.epoch_mode else ""
-        logger.info(
-            f"step {done}/{trainer.max_iter}  {epoch}{terms}  {lrs}  samples/s {speed:.1f}  "
-            f"data {100 * self._data_time / elapsed:.0f}%  eta {_format_seconds(eta)}"
+        self.write(
+            f"step {done}/{trainer.max_iter}  {epoch}{terms}  {lr_text}  samples/s {speed:.1f}  "
+            f"data {100 * data_time / elapsed:.0f}%  eta {_format_seconds(eta)}",
+            means, lrs,
         )
-        trainer.latest_logged = dict(means, samples_per_s=speed)
-        self._sums.clear()
-        self._count = 0
-        self._data_time = 0.0
-        self._window_start = time.perf_counter()
+
+    def write(self, line: str, means: Dict[str, float], lrs: Dict[str, float]) -> None:
+        logger.info(line)
 
     def after_train(self) -> None:
         total = time.perf_counter() - self._train_start

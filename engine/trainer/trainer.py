@@ -9,7 +9,6 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 import torch
 
 from engine import comm
-from engine.checkpoint.saver import CheckpointHook
 from engine.data.build import build_dataset
 from engine.data.loader import build_inference_loader, build_train_loader, next_batch
 from engine.data.samplers import GroupedTrainingSampler, TrainingSampler, aspect_ratio_groups
@@ -18,7 +17,7 @@ from engine.model.base_model import split_step_output
 from engine.model.build import build_model, planned_steps
 from engine.schedule.ds_config import build_ds_config, model_parallel_size
 from engine.trainer.build import BUILD_TRAINER_REGISTRY
-from engine.trainer.hooks import EvalHook, HookBase, LoggerHook, SeedCallbacksHook, reduce_mean, register_hooks
+from engine.trainer.hooks import HookBase, reduce_mean, register_hooks
 
 logger = logging.getLogger("engine")
 
@@ -82,6 +81,7 @@ class BaseTrainer:
     def set_collate_fn(self, cfg: Any) -> Optional[Callable]:
         """The collate function of every loader; None means torch's default."""
         return None
+
     def build_train_sampler(self) -> TrainingSampler:
         """The endless training sampler; grouped by aspect ratio when ``dataloader.group_sampler``."""
         common = dict(rank=self.dp_rank, world_size=self.dp_size, samples_per_step=self.cfg.SOLVER.TRAIN_PER_BATCH,
@@ -90,15 +90,11 @@ class BaseTrainer:
             return GroupedTrainingSampler(aspect_ratio_groups(self.train_dataset), micro_batch=self.micro_batch, **common)
         return TrainingSampler(len(self.train_dataset), **common)
 
-
     def build_hooks(self) -> List[HookBase]:
-        """Default hooks, in the order they run (see engine.trainer.hooks for why)."""
-        return [
-            SeedCallbacksHook(),
-            EvalHook(self.cfg.SOLVER.EVAL_PERIOD),
-            LoggerHook(self.cfg.TRAINER.LOG_PERIOD),
-            CheckpointHook(self.cfg.SOLVER.CHECKPOINT_PERIOD, self.cfg.SOLVER.STOP_AT_ITER),  # last: see its doc
-        ]
+        """Default hooks plus ``trainer.hooks``, in the order they run (engine.trainer.hook_registry says why)."""
+        from engine.trainer.hook_registry import default_hooks
+
+        return default_hooks(self)
 
     # ---- seed callbacks ----------------------------------------------------------------------
     def before_loop(self) -> None:
@@ -164,13 +160,18 @@ class BaseTrainer:
         """
         sums: Dict[str, torch.Tensor] = {}
         count = torch.zeros(())
+        images: Dict[str, torch.Tensor] = {}
         for batch, weight in iterate_evenly(data_loader):
             loss, scalars = split_step_output(model.run_step(batch), type(model).__name__)
             for name, value in dict(scalars, loss=loss).items():
+                if isinstance(value, torch.Tensor) and value.dim() >= 3:  # images: the last batch is shown
+                    images[name] = value
+                    continue
                 value = torch.as_tensor(value, dtype=torch.float64).detach().cpu() * weight
                 sums[name] = sums.get(name, 0.0) + value
             count += weight
-        return {f"val/{k}": v for k, v in reduce_mean(sums, count).items()}
+        return dict({f"val/{k}": v for k, v in reduce_mean(sums, count).items()},
+                    **{f"val/{k}": v for k, v in images.items()})
 
     # ---- loaders -----------------------------------------------------------------------------
     def _train_loader(self) -> Any:
