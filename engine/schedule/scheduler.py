@@ -96,6 +96,10 @@ def run_worker(scheduler: BaseScheduler, cfg: CfgNode) -> None:
             write_ds_config(ds_config, os.path.join(cfg.OUTPUT_DIR, "ds_config.json"))
         logger.info(f"world size {info.world_size} ({info.launcher}), device {device}, {threads} threads per rank")
         logger.info(f"DeepSpeed: {summarize(ds_config)}")
+        if info.rank == 0:
+            from engine.collect_env import collect_env, format_env
+
+            logger.info("environment:\n" + format_env(collect_env(ds_config, info.world_size)))
         seed_everything(cfg.SEED)  # same seed on every rank: identical initial weights
         trainer = scheduler.build_trainer(cfg)
         seed_everything(cfg.SEED + info.rank)  # then per-rank randomness (dropout) differs
