@@ -52,7 +52,6 @@ FIELD_NOTES: Dict[str, str] = {
 
 #: Framework keys that are validated but not acted on yet, and why (shown beside the key).
 NOT_USED_YET: Dict[str, str] = {
-    "output_dir": "TensorBoard files are not written yet",
     "solver.test_per_batch": "there is no test loop yet",
     "solver.ema": "EMA is not built yet; `enabled=True` is rejected at config check",
 }
