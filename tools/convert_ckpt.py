@@ -1,6 +1,6 @@
 """Export one network of a checkpoint tag as a single consolidated fp32 state dict.
 
-    python tools/convert_ckpt.py OUTPUT_DIR_OR_CHECKPOINT_DIR [--tag TAG] [--engine generator] [--out FILE]
+    python tools/convert_ckpt.py OUTPUT_DIR_OR_CHECKPOINT_DIR [--tag TAG] [--engine generator] [--ema] [--out FILE]
 
 ZeRO 1-3 shards are merged with DeepSpeed's ``get_fp32_state_dict_from_zero_checkpoint``
 (no process group, no GPU); ZeRO-0 tags hold the full module already. The output loads
@@ -61,6 +61,30 @@ def consolidate(tag_dir: str, engine: str) -> Dict[str, torch.Tensor]:
     return get_fp32_state_dict_from_zero_checkpoint(tag_dir, tag=engine)
 
 
+def consolidate_ema_weights(tag_dir: str) -> Dict[str, torch.Tensor]:
+    """The generator's EMA from every rank's state file (ZeRO-3 ranks hold one shard each)."""
+    from engine.model.ema import consolidate_ema
+
+    ok, why = layout.check_complete(tag_dir)
+    if not ok:
+        raise ConvertError(f"{tag_dir} is not a complete checkpoint: {why}")
+    info = layout.read_marker(tag_dir)
+    if not info.get("ema"):
+        raise ConvertError(f"{tag_dir} holds no EMA (trained with solver.ema.enabled off?)")
+    states = []
+    for rank in range(int(info["world_size"])):
+        own = torch.load(layout.rank_state_file(tag_dir, rank), map_location="cpu", weights_only=False)
+        states.append(own.get("model", {}).get("ema"))
+        if states[-1] is None:
+            raise ConvertError(f"{layout.rank_state_file(tag_dir, rank)} holds no EMA state")
+        if not states[-1].get("sharded"):
+            break  # unsharded: every rank holds the whole average
+    try:
+        return consolidate_ema(states)
+    except ValueError as exc:
+        raise ConvertError(f"{tag_dir}: {exc}") from None
+
+
 def untie(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """safetensors refuses tensors sharing storage (tied weights): give each key its own copy."""
     seen = set()
@@ -98,6 +122,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("path", help="output dir, its checkpoints/ dir, or one tag dir")
     parser.add_argument("--tag", help="tag to export (default: the newest complete one)")
     parser.add_argument("--engine", default="generator", help="which network of the bundle")
+    parser.add_argument("--ema", action="store_true", help="export the generator's EMA weights instead of the raw ones")
     parser.add_argument("--out", help="FILE.safetensors (default) or FILE.pt; default ./<tag>_<engine>.safetensors")
     args = parser.parse_args(argv)
     try:
@@ -105,16 +130,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         tag_dir = os.path.join(root, tag)
         if not os.path.isdir(tag_dir):
             raise ConvertError(f"{tag_dir}: no such tag (found: {layout.list_tags(root) or 'none'})")
-        out = args.out or f"{tag}_{args.engine}.safetensors"
+        if args.ema and args.engine != "generator":
+            raise ConvertError(f"--ema: only the generator has an EMA, not {args.engine!r}")
+        what = f"{args.engine}_ema" if args.ema else args.engine
+        out = args.out or f"{tag}_{what}.safetensors"
         if not out.endswith((".safetensors", ".pt", ".pth")):
             raise ConvertError(f"--out {out}: use a .safetensors, .pt or .pth name")
-        state = consolidate(tag_dir, args.engine)
+        state = consolidate_ema_weights(tag_dir) if args.ema else consolidate(tag_dir, args.engine)
     except ConvertError as exc:
         print(f"convert_ckpt: error: {exc}", file=sys.stderr)
         return 2
-    write_atomic(state, out, {"source": tag_dir, "engine": args.engine, "format": "pt"})
+    write_atomic(state, out, {"source": tag_dir, "engine": what, "format": "pt"})
     count = sum(v.numel() for v in state.values())
-    print(f"wrote {out}: {len(state)} tensors, {count} values, from {tag_dir} ({args.engine})")
+    print(f"wrote {out}: {len(state)} tensors, {count} values, from {tag_dir} ({what})")
     return 0
 
 

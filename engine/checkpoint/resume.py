@@ -29,6 +29,8 @@ def resume_or_load(trainer: Any, resume: bool) -> None:
     weights = trainer.cfg.TRAINER.WEIGHTS
     if weights:
         load_weights(trainer.model.g_model, weights, strict=trainer.cfg.TRAINER.WEIGHTS_STRICT)
+        if getattr(trainer.model, "ema", None) is not None:
+            trainer.model.ema.reset()  # the average starts at the pretrained weights, not the random init
 
 
 def usable_tags(root: str, rank: int) -> List[str]:
@@ -84,6 +86,9 @@ def load_checkpoint(trainer: Any, tag_dir: str) -> None:
         if path is None:
             raise EngineError(f"--resume: DeepSpeed could not load engine {name!r} from {os.path.join(tag_dir, name)}")
     own = torch.load(layout.rank_state_file(tag_dir, comm.get_rank()), map_location="cpu", weights_only=False)
+    load_extra = getattr(trainer.model, "load_extra_state", None)
+    if load_extra is not None:
+        load_extra(own.get("model", {}))
     trainer.load_state_dict(own["trainer"])
     hook = _checkpoint_hook(trainer)
     if hook is not None:

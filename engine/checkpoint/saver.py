@@ -39,14 +39,16 @@ def save_checkpoint(trainer: Any, step: int, group: Any = None, *, tag: Optional
     for name, engine in trainer.model.engines.items():
         engine.save_checkpoint(tag_dir, tag=name, client_state={"trainer": trainer_state}, save_latest=False)
     own = layout.rank_state_file(tag_dir, comm.get_rank())
+    extra = getattr(trainer.model, "extra_state", None)  # per-rank model state beyond engines (EMA shards)
     torch.save({"trainer": trainer_state, "rng": capture_rng(), "rank": comm.get_rank(),
-                "world_size": comm.get_world_size()}, own)
+                "world_size": comm.get_world_size(), "model": extra() if extra else {}}, own)
     layout.fsync_tree(tag_dir)
     comm.synchronize()  # every rank's files are on disk
     if comm.is_main_process():
         layout.write_marker(tag_dir, {
             "tag": tag, "iteration": step, "world_size": comm.get_world_size(),
-            "engines": sorted(trainer.model.engines), "zero_stage": _zero_stage(trainer), **(marker_extra or {}),
+            "engines": sorted(trainer.model.engines), "zero_stage": _zero_stage(trainer),
+            "ema": getattr(trainer.model, "ema", None) is not None, **(marker_extra or {}),
         })
         if layout.tag_step(tag) is not None:
             layout.write_latest(root, tag)

@@ -37,7 +37,7 @@ _EMA = Section(
     doc="exponential moving average of the generator",
 )
 
-_NETWORK_SOLVER = Section(
+NETWORK_SOLVER = Section(
     {
         "optimizer": Section(
             {
@@ -118,7 +118,7 @@ DEFAULTS = Section(
                 "best_metric": Field("", _STR, "keep checkpoint tag 'best' (never rotated) by this evaluation result, e.g. 'val/loss' ('' = off)"),
                 "best_mode": Field("max", _STR, "whether a larger or smaller solver.best_metric is better", choices=("max", "min")),
                 "ema": _EMA,
-                "generator": _NETWORK_SOLVER,
+                "generator": NETWORK_SOLVER,
                 "discriminator": Open("GAN: solver settings per discriminator", allow_list=True),
             }
         ),

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Tuple
+import contextlib
+from typing import Any, ContextManager, Dict, Mapping, Tuple
 
 import torch
 
 from engine import comm
 from engine.errors import EngineError
 from engine.model.build import build_network, current_planned_steps
+from engine.model.ema import build_ema
 from engine.model.engine_wrap import clip_grad_value_, wrap_network
 from engine.schedule.ds_config import build_ds_config
 
@@ -35,6 +37,8 @@ class BaseModel:
         self.g_optimizer = wrapped.optimizer
         self.g_lr_scheduler = wrapped.lr_scheduler
         self._clip = cfg.SOLVER.GENERATOR.CLIP_GRADIENTS
+        self.ema = build_ema(self.g_model, cfg.SOLVER.EMA)  # None when solver.ema.enabled is off
+        self._inference = contextlib.ExitStack()
 
     # ---- what users override --------------------------------------------------------------
     def create_model(self, params: Mapping[str, Any]) -> torch.nn.Module:
@@ -54,16 +58,48 @@ class BaseModel:
         """Forward, backward and (at an accumulation boundary) optimizer step for one micro-batch."""
         loss, scalars = split_step_output(self.run_step(data, epoch=epoch), type(self).__name__)
         self.g_model.backward(loss)
-        if self._clip.ENABLED and self._clip.CLIP_TYPE == "value" and self.g_model.is_gradient_accumulation_boundary():
+        boundary = self.g_model.is_gradient_accumulation_boundary()  # read before step() advances it
+        if self._clip.ENABLED and self._clip.CLIP_TYPE == "value" and boundary:
             clip_grad_value_(self.g_model, float(self._clip.CLIP_VALUE))
         self.g_model.step()
+        if boundary and self.ema is not None:
+            self.ema.update()
         return {"loss": loss.detach(), **scalars}
 
     def enable_train(self) -> None:
+        """Back to training: train mode, and the training weights if ``disable_train`` swapped in the EMA."""
+        self._inference.close()
         self.g_model.train()
 
     def disable_train(self) -> None:
+        """Inference mode: eval mode and, when EMA is on, the EMA weights until ``enable_train``.
+
+        The seed's promise is that ``generator()`` runs on EMA weights when EMA is on; the
+        trainer's evaluation brackets itself with these two calls, so it gets them too.
+        """
         self.g_model.eval()
+        self._inference.close()
+        self._inference.enter_context(self.eval_context())
+
+    def eval_context(self) -> ContextManager[None]:
+        """A block that runs on EMA weights when EMA is on (training weights restored bit for bit after)."""
+        return self.ema.swapped() if self.ema is not None else contextlib.nullcontext()
+
+    def extra_state(self) -> Dict[str, Any]:
+        """This rank's state beyond the engines (the EMA shard); saved in the per-rank checkpoint file."""
+        return {"ema": self.ema.state_dict()} if self.ema is not None else {}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        """Restore ``extra_state``; a checkpoint without EMA starts the EMA at the resumed weights."""
+        if self.ema is None:
+            return
+        if state.get("ema") is None:
+            import logging
+
+            logging.getLogger("engine").warning("resume: the checkpoint has no EMA state; the EMA restarts from the resumed weights")
+            self.ema.reset()
+            return
+        self.ema.load_state_dict(state["ema"])
 
     @property
     def engines(self) -> Dict[str, Any]:

@@ -57,13 +57,17 @@ def load_template(name: str) -> Dict[str, Any]:
         raise ConfigError(f"deepspeed.config: {path} is not valid JSON: {exc}") from None
 
 
-def build_ds_config(cfg: Mapping[str, Any], *, world_size: int, device: str) -> Dict[str, Any]:
+def build_ds_config(cfg: Mapping[str, Any], *, world_size: int, device: str,
+                    solver: Optional[Mapping[str, Any]] = None, where: str = "solver.generator") -> Dict[str, Any]:
     """The DeepSpeed config for this run.
 
     Args:
         cfg: the validated framework config.
         world_size: number of processes in the job.
         device: ``"cuda"`` or ``"cpu"``; decides fp16 support and the Adam implementation.
+        solver: the network's solver section (optimizer, lr_scheduler, clip_gradients); default
+            ``solver.generator``. Each GAN discriminator is its own engine with its own section.
+        where: the config path of ``solver``, named in errors.
 
     Returns:
         A JSON-serialisable dict for ``deepspeed.initialize(config=...)``.
@@ -76,7 +80,7 @@ def build_ds_config(cfg: Mapping[str, Any], *, world_size: int, device: str) -> 
     def origin(key: str) -> str:
         return f"deepspeed.{key}" if key in user else f"deepspeed.{key} (from template {template_name!r})"
 
-    solver = cfg["solver"]
+    net_solver, solver = solver, cfg["solver"]
     accumulation = max(1, solver["gradient_accumulation_batch"])
     micro = solver["train_per_batch"] // accumulation
     data_parallel = world_size // model_parallel_size(ds)
@@ -88,11 +92,12 @@ def build_ds_config(cfg: Mapping[str, Any], *, world_size: int, device: str) -> 
     for key, (value, source) in derived.items():
         _set_once(ds, key, value, origin(key), source)
 
-    _derive_clipping(ds, solver["generator"]["clip_gradients"], origin)
-    _derive_optimizer(ds, solver["generator"]["optimizer"], origin, device)
-    if solver["generator"]["lr_scheduler"]["enabled"] and "scheduler" in ds:
+    network = solver["generator"] if net_solver is None else net_solver
+    _derive_clipping(ds, network["clip_gradients"], origin, where)
+    _derive_optimizer(ds, network["optimizer"], origin, device, where)
+    if network["lr_scheduler"]["enabled"] and "scheduler" in ds:
         raise ConfigError(
-            f"{origin('scheduler')} conflicts with solver.generator.lr_scheduler (enabled): set the schedule in one place"
+            f"{origin('scheduler')} conflicts with {where}.lr_scheduler (enabled): set the schedule in one place"
         )
     _check_precision(ds, origin, device)
     stage = int(ds.get("zero_optimization", {}).get("stage", 0))
@@ -127,23 +132,23 @@ def _set_once(ds: Dict[str, Any], key: str, value: Any, where: str, source: str)
     ds[key] = value
 
 
-def _derive_clipping(ds: Dict[str, Any], clip: Mapping[str, Any], origin) -> None:
+def _derive_clipping(ds: Dict[str, Any], clip: Mapping[str, Any], origin, where: str) -> None:
     if clip["enabled"] and clip["clip_type"] == "norm":
         _set_once(ds, "gradient_clipping", float(clip["clip_value"]), origin("gradient_clipping"),
-                  "solver.generator.clip_gradients.clip_value")
+                  f"{where}.clip_gradients.clip_value")
 
 
-def _derive_optimizer(ds: Dict[str, Any], spec: Mapping[str, Any], origin, device: str) -> None:
+def _derive_optimizer(ds: Dict[str, Any], spec: Mapping[str, Any], origin, device: str, where: str) -> None:
     from engine.solver import deepspeed_optimizer_config, deepspeed_optimizer_name  # no deepspeed import
 
     if "optimizer" in ds:
         raise ConfigError(
-            f"{origin('optimizer')} conflicts with solver.generator.optimizer: set the optimizer in solver only"
+            f"{origin('optimizer')} conflicts with {where}.optimizer: set the optimizer in solver only"
         )
     if deepspeed_optimizer_name(spec["type"]) is None:
         return  # a torch.optim class: engine builds it and hands it to deepspeed.initialize
     # on CPU DeepSpeed's fused/CPU Adam would JIT-compile for over a minute; torch's is as fast
-    ds["optimizer"] = deepspeed_optimizer_config(spec, where="solver.generator.optimizer", torch_impl=device == "cpu")
+    ds["optimizer"] = deepspeed_optimizer_config(spec, where=f"{where}.optimizer", torch_impl=device == "cpu")
 
 
 def _check_precision(ds: Dict[str, Any], origin, device: str) -> None:

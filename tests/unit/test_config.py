@@ -136,12 +136,3 @@ def test_broken_config_files_give_one_clear_error(tmp_path):
 def test_delete_markers_never_reach_the_resolved_config(tmp_path):
     write(tmp_path / "solo.py", "trainer = dict(model=dict(generator=dict(_delete_=True, name='Net')))\n")
     assert load_file(str(tmp_path / "solo.py")) == {"trainer": {"model": {"generator": {"name": "Net"}}}}
-
-
-@pytest.mark.parametrize("override,message", [
-    ({"solver": {"ema": {"enabled": True}}}, "EMA is not implemented yet"),
-    ({"trainer": {"model": {"discriminator": {"name": "D"}}}}, r"trainer\.model\.discriminator: the GAN bundle"),
-])
-def test_keys_of_features_not_built_yet_are_rejected_not_ignored(override, message):
-    with pytest.raises(ConfigError, match=message):
-        build_cfg(merge(MINIMAL, override))
