@@ -127,6 +127,7 @@ DEFAULTS = Section(
                 "config": Field("zero0", _STR, "DeepSpeed template: a name in ds_configs/ (zero0..zero3, zero2_offload, zero3_offload, bf16) or a .json path"),
                 "shm_comm": Field(False, _BOOL, "use DeepSpeed's shared-memory allreduce on CPU (JIT-built; leaves /dev/shm files under the deepspeed launcher)"),
             },
+                "zero_init": Field(True, _BOOL, "under ZeRO stage 3, build networks inside deepspeed.zero.Init so no rank ever holds the whole model"),
             extra=DEEPSPEED_PASSTHROUGH_KEYS,
         ),
     }

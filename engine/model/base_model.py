@@ -13,6 +13,7 @@ from engine.model.build import build_network, current_planned_steps
 from engine.model.ema import build_ema
 from engine.model.engine_wrap import clip_grad_value_, wrap_network
 from engine.schedule.ds_config import build_ds_config
+from engine.model.zero_init import construction_context  # zero_init
 
 
 class BaseModel:
@@ -30,7 +31,8 @@ class BaseModel:
 
         self.device = torch.device(get_accelerator().current_device_name())
         self.ds_config = build_ds_config(cfg, world_size=comm.get_world_size(), device=self.device.type)
-        network = self.create_model(cfg.TRAINER.MODEL.GENERATOR)
+        with construction_context(self.ds_config, cfg.DEEPSPEED.ZERO_INIT):  # zero_init: ZeRO-3 partitions as it builds
+            network = self.create_model(cfg.TRAINER.MODEL.GENERATOR)
         wrapped = wrap_network(network, cfg.SOLVER.GENERATOR, self.ds_config, where="solver.generator",
                                max_iter=current_planned_steps(cfg))
         self.g_model = wrapped.engine

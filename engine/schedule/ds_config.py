@@ -20,7 +20,7 @@ from engine.utils.fileio import atomic_write_text
 from engine.utils.suggest import did_you_mean
 
 #: keys of the ``deepspeed`` section that engine interprets and does not hand to DeepSpeed
-ENGINE_KEYS = ("config", "shm_comm")
+ENGINE_KEYS = ("config", "shm_comm", "zero_init")
 
 
 def template_dirs() -> list:
