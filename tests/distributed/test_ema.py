@@ -1,4 +1,4 @@
-"""EMA with real 2-process torchrun runs at ZeRO 0-3.
+"""EMA with real 2-process torchrun runs at ZeRO 0, 2 and 3.
 
 Each rank keeps a reference EMA of the *gathered full* weights, updated by the textbook
 formula after every optimizer step (accumulation 2, so a per-micro-batch update would show),
@@ -110,7 +110,8 @@ solver = dict(max_iter={STEPS}, train_per_batch=8, gradient_accumulation_batch=2
               ema=dict(enabled=True, decay_rate=0.9, num_updates=0))
 '''
 
-CASES = {"zero0": [], "zero1": [], "zero2": [],
+# ZeRO-1 keeps the full weights on every rank as ZeRO-2 does (the same EMA path): left out for time
+CASES = {"zero0": [], "zero2": [],
          # threshold 0: every parameter is gathered per module and released (the swap must reach ds_tensor)
          "zero3": ["deepspeed.zero_optimization", '{"stage3_param_persistence_threshold": 0}'],
          # default threshold: this tiny net's parameters stay gathered ("persistent") between forwards

@@ -1,0 +1,197 @@
+"""``BaseGanModel``: a generator and one or several discriminators, each its own DeepSpeed engine.
+
+Why one engine per network: each has its own optimizer, LR schedule and clipping, and DeepSpeed
+ties one optimizer to one engine. Two engines share one process safely only if D's
+parameters do not require grad while G's loss runs through D (DEEPSPEED_NOTES.md): otherwise
+D's ZeRO hooks see gradients outside D's own backward ("Gradient computed twice for this
+partition" at ZeRO-2, a bare AssertionError at ZeRO-3). ``dmodel_forward(..., for_generator=True)``
+freezes them for exactly that span, and ``g_backward_step`` unfreezes them.
+
+The user's ``run_step`` drives the steps (the trainer does not step GAN models)::
+
+    def run_step(self, data, *, epoch=None, **kwargs):
+        real = data["img"].to(self.device)
+        fake = self.g_model(noise)
+        d_loss = bce(self.dmodel_forward(real), 1) + bce(self.dmodel_forward(fake.detach()), 0)
+        self.d_backward_step(d_loss)
+        g_loss = bce(self.dmodel_forward(fake, for_generator=True), 1)
+        self.g_backward_step(g_loss)
+        return {"real_score": ...}          # optional extra scalars to log
+
+Gradient accumulation: call each ``*_backward_step`` once per micro-batch; every engine
+counts micro-batches and really steps at the same boundary. Under ``torch.no_grad()`` (the
+trainer's default evaluation) the helpers record the losses without stepping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Dict, Iterator, Mapping, Optional
+
+import torch
+
+from engine import comm
+from engine.config.checks import discriminator_plan
+from engine.errors import EngineError
+from engine.model.base_model import BaseModel
+from engine.model.build import build_network, current_planned_steps
+from engine.model.engine_wrap import clip_grad_value_, wrap_network
+from engine.schedule.ds_config import build_ds_config
+
+#: checkpoint/export name of discriminator ``name``: ``--engine discriminator.default``
+D_PREFIX = "discriminator."
+
+
+class BaseGanModel(BaseModel):
+    """Generator (``g_model``) plus discriminators (``d_model``: name → engine; ``default`` for one dict).
+
+    ``trainer.model.discriminator`` is one network dict or a list of ``dict(name=..., params=...)``;
+    ``solver.discriminator`` one solver dict for all, or a list matched by name.
+    """
+
+    def __init__(self, cfg: Any) -> None:
+        super().__init__(cfg)
+        self.d_model: Dict[str, Any] = {}
+        self.d_optimizer: Dict[str, Any] = {}
+        self.d_lr_scheduler: Dict[str, Any] = {}
+        self.d_ds_config: Dict[str, Dict[str, Any]] = {}
+        self._d_clip: Dict[str, Any] = {}
+        plan = discriminator_plan(cfg)
+        if not plan:
+            raise EngineError(f"{type(self).__name__} is a GAN model: set trainer.model.discriminator")
+        for name, network_spec, solver, where in plan:
+            ds_config = build_ds_config(cfg, world_size=comm.get_world_size(), device=self.device.type,
+                                        solver=solver, where=where)
+            network = self.create_discriminator(network_spec, name)
+            wrapped = wrap_network(network, solver, ds_config, where=where, max_iter=current_planned_steps(cfg))
+            self.d_model[name] = wrapped.engine
+            self.d_optimizer[name] = wrapped.optimizer
+            self.d_lr_scheduler[name] = wrapped.lr_scheduler
+            self.d_ds_config[name] = ds_config
+            self._d_clip[name] = solver["clip_gradients"]
+        self._frozen = False
+        self._thawed: list = []
+        self._step_log: Dict[str, torch.Tensor] = {}
+        self._g_stepped = False
+
+    # ---- what users override -------------------------------------------------------------------
+    def create_discriminator(self, params: Mapping[str, Any], name: str) -> torch.nn.Module:
+        """Build discriminator ``name`` from its network spec (override for custom construction)."""
+        where = "trainer.model.discriminator" if name == "default" else f"trainer.model.discriminator[{name}].params"
+        return build_network(params, where=where)
+
+    # ---- helpers for run_step ------------------------------------------------------------------
+    def _name(self, name: Optional[str]) -> str:
+        if name is None:
+            if len(self.d_model) == 1:
+                return next(iter(self.d_model))
+            raise EngineError(f"{type(self).__name__}: several discriminators ({', '.join(self.d_model)}); pass name=")
+        if name not in self.d_model:
+            raise EngineError(f"{type(self).__name__}: no discriminator {name!r}; have {', '.join(self.d_model)}")
+        return name
+
+    def dmodel_forward(self, *inputs: Any, name: Optional[str] = None, for_generator: bool = False, **kwargs: Any) -> Any:
+        """Run discriminator ``name`` (the only one when None).
+
+        Args:
+            for_generator: the output feeds the generator's loss. Every discriminator's
+                parameters stop requiring grad until ``g_backward_step``, so G's backward
+                passes through D without touching D's gradients (which DeepSpeed forbids).
+        """
+        engine = self.d_model[self._name(name)]
+        if for_generator and torch.is_grad_enabled():
+            self._freeze_discriminators(True)
+        return engine(*inputs, **kwargs)
+
+    def d_backward_step(self, loss: torch.Tensor, name: Optional[str] = None) -> None:
+        """Backward D's loss and step D's engine (a real step only at the accumulation boundary)."""
+        name = self._name(name)
+        self._log(f"d_loss/{name}" if len(self.d_model) > 1 else "d_loss", loss)
+        if not torch.is_grad_enabled():
+            return  # evaluation: nothing to step
+        if self._frozen:
+            raise EngineError(f"d_backward_step({name!r}) while the discriminators are frozen for the generator: "
+                              "call g_backward_step first, or run D's forward without for_generator=True")
+        _backward_step(self.d_model[name], loss, self._d_clip[name])
+
+    def g_backward_step(self, loss: torch.Tensor) -> None:
+        """Backward G's loss, step G's engine, update the EMA at the boundary; unfreeze the discriminators."""
+        self._log("g_loss", loss)
+        if not torch.is_grad_enabled():
+            return
+        try:
+            boundary = _backward_step(self.g_model, loss, self._clip)
+        finally:
+            self._freeze_discriminators(False)
+        if boundary and self.ema is not None:
+            self.ema.update()
+        self._g_stepped = True
+
+    @contextlib.contextmanager
+    def discriminators_frozen(self) -> Iterator[None]:
+        """A block where D's parameters do not require grad (e.g. G losses through several D calls)."""
+        self._freeze_discriminators(True)
+        try:
+            yield
+        finally:
+            self._freeze_discriminators(False)
+
+    def _freeze_discriminators(self, frozen: bool) -> None:
+        """Freeze (or unfreeze) the parameters that train; ones the user froze stay frozen."""
+        if frozen == self._frozen:
+            return
+        if frozen:
+            self._thawed = [p for engine in self.d_model.values() for p in engine.module.parameters() if p.requires_grad]
+        for param in self._thawed:
+            param.requires_grad_(not frozen)
+        self._frozen = frozen
+
+    def _log(self, key: str, loss: torch.Tensor) -> None:
+        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+            shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+            raise EngineError(f"{type(self).__name__}: {key.split('/')[0]} must be a scalar tensor, got {shape}")
+        self._step_log[key] = loss.detach()
+
+    # ---- what the trainer calls ----------------------------------------------------------------
+    def train_micro_step(self, data: Any, *, epoch: Any = None) -> Dict[str, torch.Tensor]:
+        """Run the user's ``run_step``, which steps every network through the helpers; return what to log."""
+        self._step_log, self._g_stepped = {}, False
+        output = self.run_step(data, epoch=epoch)
+        if not self._g_stepped:
+            self._freeze_discriminators(False)
+            raise EngineError(f"{type(self).__name__}.run_step never called g_backward_step(loss): in a GAN model "
+                              "run_step steps the networks itself (see engine.model.gan_model)")
+        scalars = dict(self._step_log)
+        if isinstance(output, Mapping):
+            scalars.update({k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in output.items()})
+        elif isinstance(output, torch.Tensor):
+            scalars["loss"] = output.detach()
+        elif output is not None:
+            raise EngineError(f"{type(self).__name__}.run_step returned {type(output).__name__}; "
+                              "a GAN run_step returns None, a tensor or a dict of scalars to log")
+        return scalars
+
+    def enable_train(self) -> None:
+        super().enable_train()
+        for engine in self.d_model.values():
+            engine.train()
+
+    def disable_train(self) -> None:
+        super().disable_train()
+        for engine in self.d_model.values():
+            engine.eval()
+
+    @property
+    def engines(self) -> Dict[str, Any]:
+        """Generator and every discriminator, saved together under one checkpoint tag."""
+        return {"generator": self.g_model, **{D_PREFIX + name: engine for name, engine in self.d_model.items()}}
+
+
+def _backward_step(engine: Any, loss: torch.Tensor, clip: Mapping[str, Any]) -> bool:
+    """backward → (value clip at the boundary) → step; returns whether this was the boundary."""
+    engine.backward(loss)
+    boundary = engine.is_gradient_accumulation_boundary()  # read before step() advances it
+    if clip["enabled"] and clip["clip_type"] == "value" and boundary:
+        clip_grad_value_(engine, float(clip["clip_value"]))
+    engine.step()
+    return boundary
