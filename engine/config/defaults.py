@@ -99,6 +99,7 @@ DEFAULTS = Section(
                         "loss": Open("loss config handed to the user's model (LossKeyCompose form)"),
                         "ema": Open("seed spelling of solver.ema (enable/enabled, decay_rate, num_updates)"),
                     }
+                        "activation_checkpointing": Field(False, _BOOL, "recompute the blocks the network lists in checkpoint_blocks during backward (torch.utils.checkpoint; DeepSpeed's when deepspeed.activation_checkpointing is set)"),
                 ),
                 "loss": Open("seed spelling of trainer.model.loss"),
             }

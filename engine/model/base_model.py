@@ -14,6 +14,7 @@ from engine.model.ema import build_ema
 from engine.model.engine_wrap import clip_grad_value_, wrap_network
 from engine.schedule.ds_config import build_ds_config
 from engine.model.zero_init import construction_context  # zero_init
+from engine.model.activation_checkpointing import activation_checkpointing_requested, apply_activation_checkpointing
 
 
 class BaseModel:
@@ -33,6 +34,8 @@ class BaseModel:
         self.ds_config = build_ds_config(cfg, world_size=comm.get_world_size(), device=self.device.type)
         with construction_context(self.ds_config, cfg.DEEPSPEED.ZERO_INIT):  # zero_init: ZeRO-3 partitions as it builds
             network = self.create_model(cfg.TRAINER.MODEL.GENERATOR)
+        if activation_checkpointing_requested(cfg.TRAINER.MODEL.ACTIVATION_CHECKPOINTING, self.ds_config):
+            apply_activation_checkpointing(network, self.ds_config.get("activation_checkpointing"))
         wrapped = wrap_network(network, cfg.SOLVER.GENERATOR, self.ds_config, where="solver.generator",
                                max_iter=current_planned_steps(cfg))
         self.g_model = wrapped.engine
