@@ -17,6 +17,11 @@ per-group timeouts, so a lone rank gets a RuntimeError after the timeout, turned
 (measured: about 3 s plus start-up with a 3 s timeout). ``monitored_barrier`` would name the
 missing ranks but only on rank 0 and gloo only; the side group works whatever the main backend.
 
-Not supported yet: resuming with a different world size (DeepSpeed's universal checkpoint,
-``ds_to_universal`` + ``checkpoint.load_universal``); resume refuses it with a message.
+A different world size on resume (``engine.checkpoint.universal``): the tag's ZeRO engine
+folders are converted once by rank 0 with DeepSpeed's ``ds_to_universal`` into
+``<tag>/universal/`` (temp dir + rename; the tag's own files are only read) and loaded with
+``checkpoint.load_universal`` switched on for that call; ZeRO-0 folders load as they are. The
+iteration is kept, the sampler goes on from the global sample index re-divided over the new
+ranks, RNG streams are reseeded from (seed, rank, step) (not bit-exact across world sizes),
+and the EMA is carried over (ZeRO-3 shards re-cut) or restarted from the weights with a warning.
 """

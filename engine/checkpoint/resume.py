@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -40,7 +40,7 @@ def usable_tags(root: str, rank: int) -> List[str]:
         tag_dir = os.path.join(root, tag)
         ok, why = layout.check_complete(tag_dir)
         if ok:
-            ok, why = _state_file_loads(layout.rank_state_file(tag_dir, rank))
+            ok, why = _state_file_loads(layout.rank_state_file(tag_dir, _source_rank(tag_dir, rank)))
         if ok:
             usable.append(tag)
         else:
@@ -52,10 +52,19 @@ def _state_file_loads(path: str) -> Tuple[bool, str]:
     try:
         torch.load(path, map_location="cpu", weights_only=False)
     except FileNotFoundError:
-        return False, f"{path} missing (saved with fewer ranks? changing world size is not supported)"
+        return False, f"{path} missing"
     except Exception as exc:  # a corrupt pickle raises many kinds
         return False, f"{path} unreadable: {type(exc).__name__}: {exc}"
     return True, ""
+
+
+def _source_rank(tag_dir: str, rank: int) -> int:
+    """Whose state file this rank reads: its own, or rank 0's when the world size changed."""
+    try:
+        saved = int(layout.read_marker(tag_dir).get("world_size", 0))
+    except (OSError, ValueError):
+        return rank
+    return rank if saved == comm.get_world_size() else 0
 
 
 def choose_tag(root: str) -> Optional[str]:
@@ -73,31 +82,58 @@ def load_checkpoint(trainer: Any, tag_dir: str) -> None:
     ``train()`` creates the data iterator first, which draws from torch's RNG.
     """
     info = layout.read_marker(tag_dir)
-    if info.get("world_size") != comm.get_world_size():
-        raise EngineError(
-            f"--resume: {tag_dir} was saved by {info.get('world_size')} ranks, this run has "
-            f"{comm.get_world_size()}; changing the world size on resume is not supported yet"
-        )
     engines = trainer.model.engines
     if sorted(engines) != sorted(info.get("engines", [])):
         raise EngineError(f"--resume: {tag_dir} holds engines {info.get('engines')}, the model has {sorted(engines)}")
-    for name, engine in engines.items():
-        path, _ = engine.load_checkpoint(tag_dir, tag=name)
-        if path is None:
-            raise EngineError(f"--resume: DeepSpeed could not load engine {name!r} from {os.path.join(tag_dir, name)}")
-    own = torch.load(layout.rank_state_file(tag_dir, comm.get_rank()), map_location="cpu", weights_only=False)
-    load_extra = getattr(trainer.model, "load_extra_state", None)
-    if load_extra is not None:
-        load_extra(own.get("model", {}))
+    old_world, world = int(info.get("world_size", 0)), comm.get_world_size()
+    if old_world != world:
+        own, rng = _load_resized(trainer, tag_dir, info, old_world)
+    else:
+        for name, engine in engines.items():
+            path, _ = engine.load_checkpoint(tag_dir, tag=name)
+            if path is None:
+                raise EngineError(f"--resume: DeepSpeed could not load engine {name!r} from {os.path.join(tag_dir, name)}")
+        own = torch.load(layout.rank_state_file(tag_dir, comm.get_rank()), map_location="cpu", weights_only=False)
+        load_extra = getattr(trainer.model, "load_extra_state", None)
+        if load_extra is not None:
+            load_extra(own.get("model", {}))
+        rng = own["rng"]
     trainer.load_state_dict(own["trainer"])
     hook = _checkpoint_hook(trainer)
     if hook is not None:
-        hook.pending_rng = own["rng"]
+        hook.pending_rng = rng
     else:
         logger.warning("--resume: no CheckpointHook among the trainer's hooks; RNG restored before the data iterator")
-        restore_rng(own["rng"])
+        restore_rng(rng)
     lrs = "  ".join(f"lr/{k} {v:.6e}" for k, v in trainer.model.learning_rates().items())
     logger.info(f"resumed from {tag_dir} at step {trainer.start_iter}: {lrs}")
+
+
+def _load_resized(trainer: Any, tag_dir: str, info: Dict[str, Any], old_world: int) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """Load a tag saved on ``old_world`` ranks into this run: (rank 0's state file, new RNG state).
+
+    Engines go through DeepSpeed's universal form (``engine.checkpoint.universal``); the
+    trainer state is rank 0's (the sampler position travels as a global sample index, see
+    ``BaseTrainer.load_state_dict``); RNG streams are reseeded from (seed, rank, step),
+    because a saved stream belongs to a rank that may not exist any more.
+    """
+    from engine.checkpoint import universal
+
+    world, rank = comm.get_world_size(), comm.get_rank()
+    logger.warning(f"--resume: {tag_dir} was saved by {old_world} ranks, this run has {world}: "
+                   f"loading through DeepSpeed's universal checkpoint (ZeRO stage {info.get('zero_stage')})")
+    engines = trainer.model.engines
+    if any(universal.has_zero_partitions(os.path.join(tag_dir, name)) for name in engines):
+        universal.prepare_universal(tag_dir, sorted(engines))
+    for name, engine in engines.items():
+        universal.load_engine(engine, tag_dir, name)
+    first = torch.load(layout.rank_state_file(tag_dir, 0), map_location="cpu", weights_only=False)
+    universal.carry_extra_state(trainer.model, tag_dir, old_world, first)
+    step = int(first["trainer"]["iteration"])
+    seed = int(trainer.cfg.SEED)
+    logger.info(f"--resume: world size {old_world} -> {world}: RNG of rank {rank} reseeded from "
+                f"(seed {seed}, rank {rank}, step {step}); runs are not bit-exact across world sizes")
+    return first, universal.reseeded_rng(seed, rank, step)
 
 
 def _checkpoint_hook(trainer: Any) -> Any:

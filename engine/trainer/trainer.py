@@ -115,7 +115,7 @@ class BaseTrainer:
         """Run from ``start_iter`` to ``max_iter``."""
         logger.info(f"training steps {self.start_iter}..{self.max_iter} "
                     f"({self.steps_per_epoch} steps per epoch, global batch {self.global_batch_size})")
-        self.sampler.start = self.start_iter * self.cfg.SOLVER.TRAIN_PER_BATCH
+        self.sampler.start = self._sampler_position(self.start_iter)  # from global_sample_index
         self._data_iter = iter(self._train_loader())
         self.model.enable_train()
         with EventStorage() as self.storage:
@@ -195,12 +195,23 @@ class BaseTrainer:
         """Where the run stands after the current step; the sampler position is all the data needs."""
         done = self.iter + 1
         per_step = self.cfg.SOLVER.TRAIN_PER_BATCH
+        base_iter, base_global = getattr(self, "_data_base", (0, 0))  # global_sample_index: after a resize
         return {"iteration": done, "epoch": done // self.steps_per_epoch, "samples_per_step": per_step,
-                "sampler_position": done * per_step, "global_sample_index": done * per_step * self.dp_size,
+                "sampler_position": self._sampler_position(done),
+                "global_sample_index": base_global + (done - base_iter) * per_step * self.dp_size,
                 "dp_size": self.dp_size}
 
+    def _sampler_position(self, done: int) -> int:
+        """Samples this rank consumed after ``done`` steps (shifted when the world size changed)."""
+        base_iter, base_global = getattr(self, "_data_base", (0, 0))  # global_sample_index: after a resize
+        return base_global // self.dp_size + (done - base_iter) * self.cfg.SOLVER.TRAIN_PER_BATCH
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Continue after ``state["iteration"]`` steps; ``train()`` places the sampler from it."""
+        """Continue after ``state["iteration"]`` steps; ``train()`` places the sampler from it.
+
+        global_sample_index: with a different data-parallel size the iteration is kept and the
+        data stream goes on from the same global sample index, re-divided over the new ranks.
+        """
         per_step = self.cfg.SOLVER.TRAIN_PER_BATCH
         if state["samples_per_step"] != per_step or state["dp_size"] != self.dp_size:
             from engine.errors import EngineError
@@ -208,6 +219,11 @@ class BaseTrainer:
             raise EngineError(f"--resume: the checkpoint was saved with solver.train_per_batch {state['samples_per_step']} "
                               f"on {state['dp_size']} data-parallel ranks; this run has {per_step} on {self.dp_size}")
         self.start_iter = self.iter = int(state["iteration"])
+        total = int(state.get("global_sample_index", state["sampler_position"] * state["dp_size"]))
+        self._data_base = (self.start_iter, total)
+        if state["dp_size"] != self.dp_size:  # global_sample_index re-divided
+            logger.info(f"resume: global sample index {total} over {self.dp_size} data-parallel ranks (was "
+                        f"{state['dp_size']}): each rank starts at sample {total // self.dp_size} of its stream")
 
     def resume_or_load(self, resume: bool = False) -> None:
         """Resume from the newest complete checkpoint, or load ``trainer.weights``."""
