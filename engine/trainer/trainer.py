@@ -213,7 +213,7 @@ class BaseTrainer:
         data stream goes on from the same global sample index, re-divided over the new ranks.
         """
         per_step = self.cfg.SOLVER.TRAIN_PER_BATCH
-        if state["samples_per_step"] != per_step or state["dp_size"] != self.dp_size:
+        if state["samples_per_step"] != per_step:  # a dp_size change is fine: global_sample_index
             from engine.errors import EngineError
 
             raise EngineError(f"--resume: the checkpoint was saved with solver.train_per_batch {state['samples_per_step']} "
