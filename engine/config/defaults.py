@@ -87,6 +87,7 @@ DEFAULTS = Section(
                 "weights": Field("", _STR, "pretrained weights loaded into the generator before training ('' for none)"),
                 "weights_strict": Field(False, _BOOL, "trainer.weights must match the generator's keys exactly"),
                 "device": Field("auto", _STR, "auto: CUDA when present, else CPU", choices=("auto", "cuda", "cpu")),
+                "dist_timeout": Field(1800.0, _FLOAT, "seconds a collective waits for a stuck rank before the job fails (gloo; NCCL only with async error handling)", minimum=1.0),
                 "log_period": Field(20, _INT, "log losses, LR and speed (console, log file, TensorBoard) every N optimizer steps", minimum=1),
                 "tensorboard": Field(True, _BOOL, "write TensorBoard events to output_dir/tensorboard (rank 0)"),
                 "progress": Field("auto", _STR, "rank 0 console: auto (a progress bar on a terminal, log lines otherwise), bar or log", choices=("auto", "bar", "log")),

@@ -36,12 +36,41 @@ def next_batch(iterator: Iterator) -> Any:
         return next(iterator)
     except RuntimeError as error:
         if not is_shared_memory_error(error):
+            failure = worker_failure(error, iterator)
+            if failure is not None:
+                raise failure from error
             raise
         raise EngineError(
             f"a data-loader worker ran out of shared memory ({error}); lower dataloader.num_workers "
             "(or the batch size / sample size), or give the container more shared memory "
             "(docker run --shm-size=16g, or --ipc=host)"
         ) from error
+
+
+def worker_failure(error: BaseException, iterator: Optional[Iterator] = None) -> Optional[EngineError]:
+    """The clear error for a worker that hung past ``dataloader.timeout`` or died (SIGKILL, segfault,
+    OOM); None for anything else. torch's own messages name neither the setting nor what to look at.
+
+    A dead worker is also reported by torch's SIGCHLD handler, which raises wherever the main
+    process happens to be (not only in ``next``): ``run_worker`` asks this function too.
+    """
+    text = str(error)
+    if not isinstance(error, RuntimeError):
+        return None
+    if text.startswith("DataLoader timed out after"):
+        workers = getattr(iterator, "_num_workers", "the")
+        return EngineError(
+            f"no batch from {workers} data-loader worker(s) within dataloader.timeout ({text}): a worker hangs "
+            "(a stuck file read, a deadlock in the dataset's __getitem__) or loading is slower than that; "
+            "raise dataloader.timeout, or debug with dataloader.num_workers 0"
+        )
+    if "DataLoader worker" in text and ("exited unexpectedly" in text or "killed by signal" in text):
+        return EngineError(
+            f"a data-loader worker died ({text.strip().splitlines()[0]}): killed by the kernel (out of memory? "
+            "see dmesg) or crashed in native code of the dataset; lower dataloader.num_workers, or debug with "
+            "dataloader.num_workers 0"
+        )
+    return None
 
 
 def is_shared_memory_error(error: BaseException) -> bool:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import re
 import socket
+import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Dict, Optional
 from urllib.parse import urlparse
 
 from engine.errors import ConfigError
@@ -111,11 +113,23 @@ def select_device(requested: str) -> str:
 
 
 def init_distributed(info: LaunchInfo, device: str, *, shm_comm: bool, timeout_s: float = 1800.0) -> None:
-    """Start the process group through DeepSpeed (gloo on CPU, nccl on GPU)."""
+    """Start the process group through DeepSpeed (gloo on CPU, nccl on GPU).
+
+    ``timeout_s`` (``trainer.dist_timeout``) bounds how long a collective waits for a stuck
+    rank. DeepSpeed makes its own groups (ZeRO's data-parallel group) with ``new_group()``
+    and no timeout, which torch fills with its module default of 30 minutes, not the world
+    group's: measured, a ZeRO-2 step with a hung peer waited past 120 s with a 5 s world
+    timeout. Setting torch's default first makes every group honour ``timeout_s``.
+    """
     import datetime
 
     import deepspeed
     import torch
+    import torch.distributed.distributed_c10d as c10d
+
+    c10d.default_pg_timeout = datetime.timedelta(seconds=timeout_s)
+    if getattr(c10d, "default_pg_nccl_timeout", None) is not None:
+        c10d.default_pg_nccl_timeout = datetime.timedelta(seconds=timeout_s)
 
     if device == "cuda":
         torch.cuda.set_device(info.local_rank)
@@ -164,3 +178,86 @@ def _belongs_to_this_job(path: str) -> bool:
     # deepspeed/ops/csrc/cpu/comm/shm.cpp names it <prefix>_<uid>_<MASTER_ADDR>_<MASTER_PORT>_<rank>
     addr, port = os.environ.get("MASTER_ADDR", ""), os.environ.get("MASTER_PORT", "")
     return bool(port) and os.path.basename(path).startswith(f"deepspeed_allreduce_buffer_{os.getuid()}_{addr}_{port}_")
+
+
+# ---- telling the other ranks who failed ----------------------------------------------------------
+#: store key under which a failing rank leaves one line for its peers (the rendezvous store
+#: outlives the process group; under torchrun it is the agent's, so it survives any rank)
+_FAILED_KEY = "engine/failed/{}"
+#: what a rank writes when it did not fail itself but lost a peer in a collective
+PEER_LOST = "lost a peer"
+#: how gloo/NCCL and c10d say that a collective failed because another rank is gone or late
+_PEER_LOSS_SIGNS = ("Connection closed by peer", "Connection reset by peer", "third_party/gloo", "ProcessGroupGloo",
+                    "NCCL communicator was aborted", "Watchdog caught collective operation timeout")
+
+
+def is_peer_loss(exc: BaseException) -> bool:
+    """Whether ``exc`` came from a collective whose peer died or stopped answering (not from this rank's code)."""
+    import torch.distributed as dist
+
+    text = str(exc)
+    return isinstance(exc, getattr(dist, "DistError", ())) or (
+        isinstance(exc, RuntimeError) and any(sign in text for sign in _PEER_LOSS_SIGNS))
+
+
+def _store(timeout_s: float):
+    import datetime
+
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    store = dist.distributed_c10d._get_default_store()
+    store.set_timeout(datetime.timedelta(seconds=timeout_s))
+    return store
+
+
+def report_failure(rank: int, text: str) -> None:
+    """Best effort, before this rank closes its sockets: leave ``text`` where peers look (``failed_ranks``)."""
+    try:
+        store = _store(5.0)
+        if store is not None:
+            store.set(_FAILED_KEY.format(rank), text[:2000])
+    except Exception:  # the store's host may be gone too; the launcher still names the rank
+        pass
+
+
+def failed_ranks(world_size: int, me: int, wait_s: float = 3.0) -> Dict[int, str]:
+    """What the other ranks reported through ``report_failure``; waits up to ``wait_s`` for a first report.
+
+    A rank killed by a signal reports nothing: it is among the ranks absent from the result.
+    """
+    found: Dict[int, str] = {}
+    try:
+        store = _store(2.0)
+        if store is None:
+            return found
+        deadline = time.monotonic() + wait_s
+        while True:
+            for r in range(world_size):
+                key = _FAILED_KEY.format(r)
+                if r != me and r not in found and store.check([key]):
+                    found[r] = store.get(key).decode(errors="replace")
+            causes = [r for r, text in found.items() if not text.startswith(PEER_LOST)]
+            if causes or time.monotonic() > deadline:
+                return found
+            time.sleep(0.1)
+    except Exception:  # e.g. the store lived in rank 0, which died
+        return found
+
+
+def describe_peer_loss(rank: int, world_size: int, exc: BaseException) -> str:
+    """The message a surviving rank logs: which rank(s) failed and why, as far as they told."""
+    report_failure(rank, f"{PEER_LOST}: {str(exc).splitlines()[0][:300]}")
+    found = failed_ranks(world_size, rank)
+    causes = {r: t for r, t in found.items() if not t.startswith(PEER_LOST)}
+    silent = [r for r in range(world_size) if r != rank and r not in found]
+    if causes:
+        who = "; ".join(f"rank {r} failed: {t}" for r, t in sorted(causes.items()))
+    elif silent:
+        who = (f"rank(s) {', '.join(map(str, silent))} reported nothing: killed (SIGKILL, out of memory) "
+               "or hanging; see the launcher's output")
+    else:
+        who = "no rank reported a cause"
+    gloo = re.sub(r"^\[[^\]]*\]\s*", "", str(exc).splitlines()[0]).split(". This is typically")[0][:300]
+    return f"rank {rank}: a collective failed because another rank is gone or stuck ({gloo}). {who}"

@@ -86,7 +86,7 @@ def run_worker(scheduler: BaseScheduler, cfg: CfgNode) -> None:
     device = launch.select_device(cfg.TRAINER.DEVICE)
     ds_config = build_ds_config(cfg, world_size=info.world_size, device=device)  # config check, nothing started yet
     threads = launch.configure_threads(info)
-    launch.init_distributed(info, device, shm_comm=cfg.DEEPSPEED.SHM_COMM)
+    launch.init_distributed(info, device, shm_comm=cfg.DEEPSPEED.SHM_COMM, timeout_s=cfg.TRAINER.DIST_TIMEOUT)
     try:
         from engine.log.logger import setup_logger
 
@@ -106,11 +106,38 @@ def run_worker(scheduler: BaseScheduler, cfg: CfgNode) -> None:
         trainer.resume_or_load(scheduler.args.resume)
         trainer.train()
     except BaseException as exc:
-        if not isinstance(exc, EngineError):
-            logging.getLogger("engine").error(f"rank {info.rank} failed:\n{traceback.format_exc()}")
+        from engine.data.loader import worker_failure
+
+        clear = worker_failure(exc)  # a data-loader worker died: torch's error may surface anywhere
+        peer_loss = _report_rank_failure(info, clear or exc)
         launch.shutdown_distributed(barrier=False)  # peers may be gone: no collective here
+        if peer_loss:
+            raise SystemExit(1) from None  # the message above says it all; a gloo traceback would bury it
+        if clear is not None:
+            raise clear from exc
         raise
     launch.shutdown_distributed(barrier=True)
+
+
+def _report_rank_failure(info: launch.LaunchInfo, exc: BaseException) -> bool:
+    """Log once why this rank stops and leave a line for its peers, who then name this rank.
+
+    Returns whether the failure was a lost peer (this rank's own code was fine). A rank
+    other than 0 logs EngineErrors too: ``_fail`` prints only on rank 0, and a data or
+    checkpoint error on rank 1 alone would otherwise end the job without a word.
+    """
+    log = logging.getLogger("engine")
+    if isinstance(exc, EngineError):
+        launch.report_failure(info.rank, f"EngineError: {exc}")
+        if info.rank != 0:
+            log.error(f"rank {info.rank} failed: {exc}")
+        return False
+    if isinstance(exc, Exception) and launch.is_peer_loss(exc):
+        log.error(launch.describe_peer_loss(info.rank, info.world_size, exc))
+        return True
+    launch.report_failure(info.rank, f"{type(exc).__name__}: {exc}")
+    log.error(f"rank {info.rank} failed:\n{traceback.format_exc()}")
+    return False
 
 
 def seed_everything(seed: int) -> None:
