@@ -1,12 +1,19 @@
-"""Export one network of a checkpoint tag as a single consolidated fp32 state dict.
+"""Export one network of a checkpoint tag as a consolidated state dict (one file, or shards + index).
 
-    python tools/convert_ckpt.py OUTPUT_DIR_OR_CHECKPOINT_DIR [--tag TAG] [--engine generator] [--ema] [--out FILE]
+    python tools/convert_ckpt.py CHECKPOINT_DIR [--tag T] [--network generator|NAME] [--ema]
+        [--dtype fp32|bf16|fp16] [--format safetensors|pt] [--max-shard-size 5GB] OUT
 
-ZeRO 1-3 shards are merged with DeepSpeed's ``get_fp32_state_dict_from_zero_checkpoint``
-(no process group, no GPU); ZeRO-0 tags hold the full module already. The output loads
-with ``safetensors.torch.load_file`` / ``torch.load`` into the plain network with
-``strict=True``, and as ``trainer.weights``. Incomplete tags are refused; the output is
-written to a temp file, fsynced and renamed, so a crash never leaves half a file.
+CHECKPOINT_DIR: an output dir, its ``checkpoints/`` dir, or one tag dir (default tag: the newest
+complete one). OUT: ``FILE.safetensors`` / ``FILE.pt``, or a folder (then ``model.<ext>``).
+Above ``--max-shard-size`` the output is Hugging Face's layout: ``<stem>-00001-of-0000N.<ext>``
+plus ``<stem>.<ext>.index.json`` (``weight_map``, ``metadata.total_size``), index written last.
+ZeRO 1-3 shards are merged with DeepSpeed's ``zero_to_fp32`` (lazily for ZeRO-3); no GPU and no
+process group are needed. Tied parameters are written once and listed as ``tied`` in the
+metadata; ``engine.checkpoint.export.read_exported(path)`` restores them, so
+``net.load_state_dict(read_exported(path), strict=True)`` works for a file or an index. A
+single-file export without tied parameters also loads with ``safetensors.torch.load_file`` /
+``torch.load(...)["state_dict"]`` and as ``trainer.weights``. Incomplete tags are refused;
+every file is written to a temp name, fsynced and renamed.
 """
 
 from __future__ import annotations
@@ -14,135 +21,66 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-
-from engine.checkpoint import layout  # noqa: E402
-
-
-class ConvertError(Exception):
-    """Bad input: printed as one line, exit code 2."""
+from engine.checkpoint.export import (  # noqa: E402
+    DTYPES, FORMATS, ExportError, ema_state, lazy_state, parse_size, resolve, write_export,
+)
 
 
-def resolve(path: str, tag: Optional[str]) -> Tuple[str, str]:
-    """(checkpoints root, tag) from an output dir, a checkpoints dir or a tag dir."""
-    path = os.path.abspath(path)
-    if not os.path.isdir(path):
-        raise ConvertError(f"{path}: no such directory")
-    if os.path.isdir(os.path.join(path, "checkpoints")):
-        path = os.path.join(path, "checkpoints")
-    elif layout.tag_step(os.path.basename(path)) is not None and tag is None:
-        return os.path.dirname(path), os.path.basename(path)
-    if tag is None:
-        complete = layout.complete_tags(path)
-        if not complete:
-            raise ConvertError(f"{path}: no complete checkpoint tag (found: {layout.list_tags(path) or 'none'})")
-        tag = complete[0]
-    return path, tag
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("path", help="output dir, its checkpoints/ dir, or one tag dir")
+    parser.add_argument("out", nargs="?", help="FILE.safetensors, FILE.pt or a folder "
+                                               "(default ./<tag>_<network>.<ext>)")
+    parser.add_argument("--out", dest="out_opt", help="same as the positional OUT (older spelling)")
+    parser.add_argument("--tag", help="tag to export (default: the newest complete one)")
+    parser.add_argument("--network", "--engine", dest="network", default="generator",
+                        help="which network of the bundle: generator, discriminator, or another engine name")
+    parser.add_argument("--ema", action="store_true", help="export the generator's EMA weights instead of the raw ones")
+    parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES), help="floating tensors are cast to this")
+    parser.add_argument("--format", choices=sorted(FORMATS), help="default: from OUT's extension, else safetensors")
+    parser.add_argument("--max-shard-size", default="5GB", help="split above this size (5GB, 500MB, 2GiB, bytes)")
+    return parser
 
 
-def consolidate(tag_dir: str, engine: str) -> Dict[str, torch.Tensor]:
-    """The fp32 weights of ``engine`` in ``tag_dir`` (checked complete first)."""
-    ok, why = layout.check_complete(tag_dir)
-    if not ok:
-        raise ConvertError(f"{tag_dir} is not a complete checkpoint: {why}")
-    info = layout.read_marker(tag_dir)
-    if engine not in info.get("engines", []):
-        raise ConvertError(f"{tag_dir} has no engine {engine!r}; it holds {info.get('engines')}")
-    if int(info.get("zero_stage", 0)) == 0:
-        model_file = os.path.join(tag_dir, engine, "mp_rank_00_model_states.pt")
-        module = torch.load(model_file, map_location="cpu", weights_only=False)["module"]
-        return {k: v.float() if v.is_floating_point() else v for k, v in module.items()}
-    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-
-    return get_fp32_state_dict_from_zero_checkpoint(tag_dir, tag=engine)
-
-
-def consolidate_ema_weights(tag_dir: str) -> Dict[str, torch.Tensor]:
-    """The generator's EMA from every rank's state file (ZeRO-3 ranks hold one shard each)."""
-    from engine.model.ema import consolidate_ema
-
-    ok, why = layout.check_complete(tag_dir)
-    if not ok:
-        raise ConvertError(f"{tag_dir} is not a complete checkpoint: {why}")
-    info = layout.read_marker(tag_dir)
-    if not info.get("ema"):
-        raise ConvertError(f"{tag_dir} holds no EMA (trained with solver.ema.enabled off?)")
-    states = []
-    for rank in range(int(info["world_size"])):
-        own = torch.load(layout.rank_state_file(tag_dir, rank), map_location="cpu", weights_only=False)
-        states.append(own.get("model", {}).get("ema"))
-        if states[-1] is None:
-            raise ConvertError(f"{layout.rank_state_file(tag_dir, rank)} holds no EMA state")
-        if not states[-1].get("sharded"):
-            break  # unsharded: every rank holds the whole average
-    try:
-        return consolidate_ema(states)
-    except ValueError as exc:
-        raise ConvertError(f"{tag_dir}: {exc}") from None
-
-
-def untie(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """safetensors refuses tensors sharing storage (tied weights): give each key its own copy."""
-    seen = set()
-    out = {}
-    for key, value in state.items():
-        ptr = (value.untyped_storage().data_ptr(), value.storage_offset()) if value.numel() else None
-        out[key] = value.clone().contiguous() if ptr in seen else value.contiguous()
-        if ptr is not None:
-            seen.add(ptr)
-    return out
-
-
-def write_atomic(state: Dict[str, torch.Tensor], out: str, metadata: Dict[str, str]) -> None:
-    folder = os.path.dirname(os.path.abspath(out))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(out)}.tmp.{os.getpid()}")
-    try:
-        if out.endswith(".safetensors"):
-            from safetensors.torch import save_file
-
-            save_file(untie(state), tmp, metadata=metadata)
-        else:
-            torch.save({"state_dict": state, "meta": metadata}, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+def pick_format(out: Optional[str], fmt: Optional[str]) -> str:
+    """The output format: ``--format`` if given (must agree with OUT's extension), else the extension."""
+    ext = os.path.splitext(out or "")[1].lower()
+    by_ext = {".safetensors": "safetensors", ".pt": "pt", ".pth": "pt", ".bin": "pt"}
+    if ext and ext not in by_ext:
+        raise ExportError(f"OUT {out}: use a .safetensors, .pt, .pth or .bin name, or a folder")
+    if fmt and ext and by_ext[ext] != fmt:
+        raise ExportError(f"OUT {out} has a {ext} name but --format is {fmt}")
+    return fmt or by_ext.get(ext, "safetensors")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("path", help="output dir, its checkpoints/ dir, or one tag dir")
-    parser.add_argument("--tag", help="tag to export (default: the newest complete one)")
-    parser.add_argument("--engine", default="generator", help="which network of the bundle")
-    parser.add_argument("--ema", action="store_true", help="export the generator's EMA weights instead of the raw ones")
-    parser.add_argument("--out", help="FILE.safetensors (default) or FILE.pt; default ./<tag>_<engine>.safetensors")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
+        if args.out and args.out_opt and args.out != args.out_opt:
+            raise ExportError(f"two outputs given: {args.out} and --out {args.out_opt}")
+        out = args.out or args.out_opt
+        fmt = pick_format(out, args.format)
+        parse_size(args.max_shard_size)
         root, tag = resolve(args.path, args.tag)
         tag_dir = os.path.join(root, tag)
-        if not os.path.isdir(tag_dir):
-            raise ConvertError(f"{tag_dir}: no such tag (found: {layout.list_tags(root) or 'none'})")
-        if args.ema and args.engine != "generator":
-            raise ConvertError(f"--ema: only the generator has an EMA, not {args.engine!r}")
-        what = f"{args.engine}_ema" if args.ema else args.engine
-        out = args.out or f"{tag}_{what}.safetensors"
-        if not out.endswith((".safetensors", ".pt", ".pth")):
-            raise ConvertError(f"--out {out}: use a .safetensors, .pt or .pth name")
-        state = consolidate_ema_weights(tag_dir) if args.ema else consolidate(tag_dir, args.engine)
-    except ConvertError as exc:
+        if args.ema and args.network != "generator":
+            raise ExportError(f"--ema: only the generator has an EMA, not {args.network!r}")
+        what = f"{args.network}_ema" if args.ema else args.network
+        out = out or f"{tag}_{what}{FORMATS[fmt]}"
+        state = ema_state(tag_dir) if args.ema else lazy_state(tag_dir, args.network)
+        files = write_export(state, out, fmt=fmt, dtype=args.dtype, max_shard_size=args.max_shard_size,
+                             metadata={"source": tag_dir, "engine": what})
+    except ExportError as exc:
         print(f"convert_ckpt: error: {exc}", file=sys.stderr)
         return 2
-    write_atomic(state, out, {"source": tag_dir, "engine": what, "format": "pt"})
-    count = sum(v.numel() for v in state.values())
-    print(f"wrote {out}: {len(state)} tensors, {count} values, from {tag_dir} ({what})")
+    count = sum(int(v.shape.numel()) if hasattr(v.shape, "numel") else 0 for v in state.values())
+    shown = files[-1] if len(files) > 1 else files[0]
+    extra = f" ({len(files) - 1} shards)" if len(files) > 1 else ""
+    print(f"wrote {shown}{extra}: {len(state)} tensors, {count} values, {args.dtype}, from {tag_dir} ({what})")
     return 0
 
 

@@ -121,7 +121,8 @@ def _load_resized(trainer: Any, tag_dir: str, info: Dict[str, Any], old_world: i
 
     world, rank = comm.get_world_size(), comm.get_rank()
     logger.warning(f"--resume: {tag_dir} was saved by {old_world} ranks, this run has {world}: "
-                   f"loading through DeepSpeed's universal checkpoint (ZeRO stage {info.get('zero_stage')})")
+                   f"ZeRO stage {info.get('zero_stage')} engines load through DeepSpeed's universal checkpoint "
+                   f"(ZeRO-0 folders as they are)")
     engines = trainer.model.engines
     if any(universal.has_zero_partitions(os.path.join(tag_dir, name)) for name in engines):
         universal.prepare_universal(tag_dir, sorted(engines))

@@ -1,0 +1,265 @@
+"""Export one network of a checkpoint tag: one file, or Hugging Face style shards plus an index.
+
+Why lazily: a consolidated model can be larger than the host's free memory. ZeRO-3 tags are
+read with DeepSpeed's ``get_fp32_state_dict_from_zero_checkpoint(..., lazy_mode=True)``: the
+rank files are memory-mapped and each parameter is gathered from them only when its output
+shard is written. Shards are planned from shapes alone, then materialised and written one at
+a time, so the process holds the mapped sources plus one output shard, never every shard and
+the full model at once. (ZeRO 1-2: DeepSpeed concatenates the ranks' flat fp32 partitions into
+one vector first, so there the full fp32 model is held once; ``benchmarks/checkpoint_io.py``
+measures both.)
+
+Tied (shared) parameters are written once, under their first name; the other names are
+listed in the file metadata / index as ``tied`` (alias → written name). ``read_exported``
+puts them back, so ``network.load_state_dict(read_exported(path), strict=True)`` works for
+a single file and for ``*.index.json`` alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+
+import torch
+
+from engine.checkpoint import layout
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+FORMATS = {"safetensors": ".safetensors", "pt": ".pt"}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?I?B?)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+class ExportError(Exception):
+    """Bad input for an export: the message names the file and what is wrong."""
+
+
+def parse_size(text: str) -> int:
+    """``5GB`` → 5·10⁹ bytes, ``500MiB`` → 500·2²⁰ (Hugging Face's convention); a bare number is bytes."""
+    match = _SIZE_RE.match(str(text))
+    unit = match.group(2).upper() if match else ""
+    if not match or unit not in _UNITS:
+        raise ExportError(f"--max-shard-size {text!r}: use a size like 5GB, 500MB, 2GiB or a number of bytes")
+    size = int(float(match.group(1)) * _UNITS[unit])
+    if size <= 0:
+        raise ExportError(f"--max-shard-size {text!r} must be positive")
+    return size
+
+
+def resolve(path: str, tag: Optional[str]) -> Tuple[str, str]:
+    """(checkpoints root, tag) from an output dir, a checkpoints dir or a tag dir."""
+    path = os.path.abspath(path)
+    if not os.path.isdir(path):
+        raise ExportError(f"{path}: no such directory")
+    if os.path.isdir(os.path.join(path, "checkpoints")):
+        path = os.path.join(path, "checkpoints")
+    elif layout.tag_step(os.path.basename(path)) is not None and tag is None:
+        return os.path.dirname(path), os.path.basename(path)
+    if tag is None:
+        complete = layout.complete_tags(path)
+        if not complete:
+            raise ExportError(f"{path}: no complete checkpoint tag (found: {layout.list_tags(path) or 'none'})")
+        tag = complete[0]
+    if not os.path.isdir(os.path.join(path, tag)):
+        raise ExportError(f"{os.path.join(path, tag)}: no such tag (found: {layout.list_tags(path) or 'none'})")
+    return path, tag
+
+
+def _checked_marker(tag_dir: str) -> Dict[str, Any]:
+    ok, why = layout.check_complete(tag_dir)
+    if not ok:
+        raise ExportError(f"{tag_dir} is not a complete checkpoint: {why}")
+    return layout.read_marker(tag_dir)
+
+
+def lazy_state(tag_dir: str, network: str) -> Dict[str, Any]:
+    """name → tensor or DeepSpeed lazy tensor (``.contiguous()`` materialises it) of one engine."""
+    info = _checked_marker(tag_dir)
+    if network not in info.get("engines", []):
+        raise ExportError(f"{tag_dir} has no network {network!r}; it holds {info.get('engines')}")
+    if int(info.get("zero_stage", 0)) == 0:
+        model_file = os.path.join(tag_dir, network, "mp_rank_00_model_states.pt")
+        return dict(torch.load(model_file, map_location="cpu", weights_only=False, mmap=True)["module"])
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+    return dict(get_fp32_state_dict_from_zero_checkpoint(tag_dir, tag=network, lazy_mode=True))
+
+
+def ema_state(tag_dir: str) -> Dict[str, torch.Tensor]:
+    """The generator's EMA from the per-rank state files (ZeRO-3 ranks hold one shard each)."""
+    from engine.model.ema import consolidate_ema
+
+    info = _checked_marker(tag_dir)
+    if not info.get("ema"):
+        raise ExportError(f"{tag_dir} holds no EMA (trained with solver.ema.enabled off?)")
+    states = []
+    for rank in range(int(info["world_size"])):
+        path = layout.rank_state_file(tag_dir, rank)
+        states.append(torch.load(path, map_location="cpu", weights_only=False).get("model", {}).get("ema"))
+        if states[-1] is None:
+            raise ExportError(f"{path} holds no EMA state")
+        if not states[-1].get("sharded"):
+            break  # unsharded: every rank holds the whole average
+    try:
+        return consolidate_ema(states)
+    except ValueError as exc:
+        raise ExportError(f"{tag_dir}: {exc}") from None
+
+
+def _identity(value: Any) -> Any:
+    """What makes two entries the same parameter: the object (lazy) or the storage view (real)."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() == 0:
+            return ("empty", id(value))
+        return (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape), value.stride())
+    return ("object", id(value))
+
+
+def split_tied(state: Mapping[str, Any]) -> Tuple[Dict[str, Any], Dict[str, str]]:
+    """(entries to write, alias → written name): each tied tensor is kept once, under its first name."""
+    first: Dict[Any, str] = {}
+    unique: Dict[str, Any] = {}
+    tied: Dict[str, str] = {}
+    for name, value in state.items():
+        key = _identity(value)
+        if key in first:
+            tied[name] = first[key]
+        else:
+            first[key] = name
+            unique[name] = value
+    return unique, tied
+
+
+def _nbytes(value: Any, dtype: torch.dtype) -> int:
+    shape = tuple(value.shape)
+    numel = 1
+    for size in shape:
+        numel *= int(size)
+    out = dtype if value.dtype.is_floating_point else value.dtype
+    return numel * torch.empty((), dtype=out).element_size()
+
+
+def plan_shards(state: Mapping[str, Any], dtype: torch.dtype, max_bytes: int) -> List[List[str]]:
+    """Names per shard, in order, each shard at most ``max_bytes`` (a larger tensor gets its own)."""
+    shards: List[List[str]] = [[]]
+    size = 0
+    for name, value in state.items():
+        nbytes = _nbytes(value, dtype)
+        if shards[-1] and size + nbytes > max_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(name)
+        size += nbytes
+    return shards
+
+
+def _materialise(value: Any, dtype: torch.dtype) -> torch.Tensor:
+    tensor = value if isinstance(value, torch.Tensor) else value.contiguous()
+    if tensor.is_floating_point():
+        tensor = tensor.to(dtype)
+    return tensor.detach().clone().contiguous()  # own storage: no view of a mapped file or of a tied tensor
+
+
+def _write_file(tensors: Dict[str, torch.Tensor], path: str, fmt: str, metadata: Dict[str, str]) -> None:
+    """Temp file, fsync, rename: a crash never leaves half a file under the final name."""
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp.{os.getpid()}")
+    try:
+        if fmt == "safetensors":
+            from safetensors.torch import save_file
+
+            save_file(tensors, tmp, metadata=metadata)
+        else:
+            torch.save({"state_dict": tensors, "meta": metadata}, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def output_paths(out: str, fmt: str, count: int) -> Tuple[List[str], Optional[str]]:
+    """(shard files, index file or None). ``out`` is a file name, or a folder (then ``model.<ext>``)."""
+    ext = FORMATS[fmt]
+    if os.path.isdir(out) or not os.path.splitext(out)[1]:
+        out = os.path.join(out, "model" + ext)
+    folder, stem = os.path.dirname(os.path.abspath(out)), os.path.splitext(os.path.basename(out))[0]
+    if count == 1:
+        return [os.path.abspath(out)], None
+    files = [os.path.join(folder, f"{stem}-{i:05d}-of-{count:05d}{ext}") for i in range(1, count + 1)]
+    return files, os.path.join(folder, f"{stem}{ext}.index.json")
+
+
+def write_export(state: Mapping[str, Any], out: str, *, fmt: str = "safetensors", dtype: str = "fp32",
+                 max_shard_size: str = "5GB", metadata: Optional[Dict[str, str]] = None) -> List[str]:
+    """Write ``state`` (tensors or lazy tensors) to ``out``; returns the files written, index last."""
+    if fmt not in FORMATS:
+        raise ExportError(f"--format {fmt!r}: use one of {sorted(FORMATS)}")
+    if dtype not in DTYPES:
+        raise ExportError(f"--dtype {dtype!r}: use one of {sorted(DTYPES)}")
+    target = DTYPES[dtype]
+    unique, tied = split_tied(state)
+    shards = plan_shards(unique, target, parse_size(max_shard_size))
+    files, index = output_paths(out, fmt, len(shards))
+    os.makedirs(os.path.dirname(files[0]), exist_ok=True)
+    meta = dict(metadata or {}, format="pt", dtype=dtype, tied=json.dumps(tied))
+    weight_map: Dict[str, str] = {}
+    total = 0
+    for names, path in zip(shards, files):
+        tensors = {name: _materialise(unique[name], target) for name in names}
+        total += sum(t.numel() * t.element_size() for t in tensors.values())
+        _write_file(tensors, path, fmt, meta)
+        weight_map.update({name: os.path.basename(path) for name in names})
+        del tensors  # one shard in memory at a time
+    if index is None:
+        return files
+    body = {"metadata": dict(meta, total_size=total, tied=tied), "weight_map": weight_map}
+    tmp = index + f".tmp.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(body, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, index)  # written last: the index says the shard set is whole
+    return files + [index]
+
+
+def _read_one(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
+    if path.endswith(".safetensors"):
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+        return load_file(path), meta
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    return obj["state_dict"], obj.get("meta", {})
+
+
+def iter_exported(path: str) -> Iterator[Tuple[str, torch.Tensor]]:
+    """(name, tensor) of an export, one file at a time (an index walks its shards in order)."""
+    if path.endswith(".index.json"):
+        with open(path, encoding="utf-8") as f:
+            weight_map = json.load(f)["weight_map"]
+        folder = os.path.dirname(os.path.abspath(path))
+        for shard in dict.fromkeys(weight_map.values()):
+            yield from _read_one(os.path.join(folder, shard))[0].items()
+    else:
+        yield from _read_one(path)[0].items()
+
+
+def read_exported(path: str) -> Dict[str, torch.Tensor]:
+    """The whole state dict of an export (file or ``*.index.json``), tied names restored."""
+    if path.endswith(".index.json"):
+        with open(path, encoding="utf-8") as f:
+            tied = json.load(f)["metadata"].get("tied", {})
+        state = dict(iter_exported(path))
+    else:
+        state, meta = _read_one(path)
+        tied = json.loads(meta.get("tied", "{}"))
+    for alias, name in tied.items():
+        state[alias] = state[name]
+    return state

@@ -1,0 +1,156 @@
+"""tools/convert_ckpt.py options: --dtype, --format, --max-shard-size (Hugging Face shards + index), tied weights once.
+
+A toy network with a tied pair of layers is trained a few steps on one rank; every export
+is compared with the live, gathered weights and loaded back into the plain network with
+``strict=True`` (through ``read_exported`` when tied names or shards are involved).
+"""
+
+import json
+import sys
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+from torch import nn
+
+from engine.checkpoint.export import parse_size, read_exported
+from tests.helpers import REPO, TOY, launcher_cmd, run_cli
+
+TIED_TRAIN = f'''
+import os, sys
+import deepspeed
+import torch
+from torch import nn
+sys.path.insert(0, {str(TOY)!r})
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import toy
+from tied_net import TiedNet
+from engine import comm
+from engine.model.build import BUILD_NETWORK_REGISTRY
+from engine.trainer.build import BUILD_TRAINER_REGISTRY
+from engine.schedule.scheduler import BaseScheduler
+
+BUILD_NETWORK_REGISTRY.register()(TiedNet)
+
+@BUILD_TRAINER_REGISTRY.register()
+class DumpTrainer(toy.ToyTrainer):
+    def after_loop(self):
+        super().after_loop()
+        net = self.model.g_model.module
+        with deepspeed.zero.GatheredParameters(list(net.parameters())):
+            state = {{k: v.detach().clone().float() for k, v in net.state_dict().items()}}
+        if comm.get_rank() == 0:
+            torch.save(state, os.path.join(self.cfg.OUTPUT_DIR, "live.pt"))
+
+if __name__ == "__main__":
+    BaseScheduler().schedule()
+'''
+TIED_NET = '''
+from torch import nn
+
+class TiedNet(nn.Module):
+    """enc and dec share one weight (tied); the head is separate."""
+    def __init__(self, dim=8, hidden=16):
+        super().__init__()
+        self.enc = nn.Linear(dim, dim)
+        self.dec = nn.Linear(dim, dim)
+        self.dec.weight = self.enc.weight
+        self.head = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+    def forward(self, x):
+        return self.head(self.dec(self.enc(x).tanh()))
+'''
+
+
+def tied_net():
+    namespace = {}
+    exec(TIED_NET, namespace)
+    return namespace["TiedNet"]()
+
+
+def train(tmp_path_factory, stage):
+    tmp = tmp_path_factory.mktemp(f"tied{stage}")
+    (tmp / "tied_net.py").write_text(TIED_NET)
+    (tmp / "train_tied.py").write_text(TIED_TRAIN)
+    out = tmp / "run"
+    cmd = launcher_cmd("python", tmp / "train_tied.py", 1, 0) + [
+        "--config-file", str(TOY / "cfg.py"), "--opts", "output_dir", str(out), "trainer.name", "DumpTrainer",
+        "trainer.model.generator.name", "TiedNet", "deepspeed.config", f"zero{stage}", "solver.max_iter", "3"]
+    result = run_cli(cmd, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:]
+    return out, torch.load(out / "live.pt")
+
+
+@pytest.fixture(scope="module")
+def zero2(tmp_path_factory):
+    return train(tmp_path_factory, 2)
+
+
+@pytest.fixture(scope="module")
+def zero3(tmp_path_factory):
+    return train(tmp_path_factory, 3)
+
+
+def convert(*args):
+    return run_cli([sys.executable, str(REPO / "tools" / "convert_ckpt.py"), *map(str, args)], timeout=120)
+
+
+def strict_load(state):
+    net = tied_net()
+    net.load_state_dict(state, strict=True)
+    return net
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("stage", ["zero2", "zero3"])
+def test_sharded_index_round_trip_and_tied_once(request, stage, tmp_path):
+    out, live = request.getfixturevalue(stage)
+    assert torch.equal(live["enc.weight"], live["dec.weight"])
+    result = convert(out, tmp_path / "export", "--max-shard-size", "600")
+    assert result.returncode == 0, result.stdout[-3000:]
+    index = json.loads((tmp_path / "export" / "model.safetensors.index.json").read_text())
+    shards = sorted(p.name for p in (tmp_path / "export").glob("model-*-of-*.safetensors"))
+    assert len(shards) > 1 and shards[0] == f"model-00001-of-{len(shards):05d}.safetensors"
+    assert sorted(set(index["weight_map"].values())) == shards
+    assert index["metadata"]["tied"] == {"dec.weight": "enc.weight"}
+    assert "dec.weight" not in index["weight_map"] and "enc.weight" in index["weight_map"]  # tied: once
+    on_disk = {}
+    for shard in shards:
+        on_disk.update(load_file(str(tmp_path / "export" / shard)))
+        assert sum(t.numel() * t.element_size() for t in load_file(str(tmp_path / "export" / shard)).values()) <= 600
+    assert sorted(on_disk) == sorted(index["weight_map"])
+    assert index["metadata"]["total_size"] == sum(t.numel() * t.element_size() for t in on_disk.values())
+    state = read_exported(str(tmp_path / "export" / "model.safetensors.index.json"))
+    net = strict_load(state)
+    assert net.dec.weight is net.enc.weight
+    assert all(torch.equal(state[k], live[k]) for k in live)
+
+
+@pytest.mark.timeout(300)
+def test_dtype_and_format(zero2, tmp_path):
+    out, live = zero2
+    result = convert(out, tmp_path / "g.pt", "--dtype", "bf16", "--network", "generator")
+    assert result.returncode == 0, result.stdout[-3000:]
+    saved = torch.load(tmp_path / "g.pt", weights_only=True)
+    assert saved["meta"]["dtype"] == "bf16" and json.loads(saved["meta"]["tied"]) == {"dec.weight": "enc.weight"}
+    assert all(v.dtype == torch.bfloat16 for v in saved["state_dict"].values())
+    state = read_exported(str(tmp_path / "g.pt"))
+    strict_load(state)
+    assert all(torch.equal(state[k], live[k].to(torch.bfloat16)) for k in live)
+
+    result = convert(out, "--out", tmp_path / "g16.safetensors", "--dtype", "fp16", "--format", "safetensors")
+    assert result.returncode == 0, result.stdout[-3000:]
+    with safe_open(str(tmp_path / "g16.safetensors"), framework="pt") as f:
+        assert f.metadata()["dtype"] == "fp16" and sorted(f.keys()) == sorted(set(live) - {"dec.weight"})
+    state = read_exported(str(tmp_path / "g16.safetensors"))
+    assert all(state[k].dtype == torch.float16 and torch.equal(state[k], live[k].half()) for k in live)
+
+    result = convert(out, tmp_path / "g.pt", "--format", "safetensors")
+    assert result.returncode == 2 and "--format is safetensors" in result.stdout
+    result = convert(out, tmp_path / "x.safetensors", "--max-shard-size", "lots")
+    assert result.returncode == 2 and "--max-shard-size 'lots'" in result.stdout
+
+
+def test_parse_size():
+    assert parse_size("5GB") == 5 * 10**9 and parse_size("2GiB") == 2 * 2**30 and parse_size("600") == 600
+    assert parse_size("1.5MB") == 1_500_000
