@@ -36,6 +36,7 @@ from engine.errors import EngineError
 from engine.model.base_model import BaseModel
 from engine.model.build import build_network, current_planned_steps
 from engine.model.engine_wrap import clip_grad_value_, wrap_network
+from engine.model.zero_init import construction_context
 from engine.schedule.ds_config import build_ds_config
 
 #: checkpoint/export name of discriminator ``name``: ``--engine discriminator.default``
@@ -62,7 +63,8 @@ class BaseGanModel(BaseModel):
         for name, network_spec, solver, where in plan:
             ds_config = build_ds_config(cfg, world_size=comm.get_world_size(), device=self.device.type,
                                         solver=solver, where=where)
-            network = self.create_discriminator(network_spec, name)
+            with construction_context(ds_config, cfg.DEEPSPEED.ZERO_INIT):  # ZeRO-3: partitioned as built
+                network = self.create_discriminator(network_spec, name)
             wrapped = wrap_network(network, solver, ds_config, where=where, max_iter=current_planned_steps(cfg))
             self.d_model[name] = wrapped.engine
             self.d_optimizer[name] = wrapped.optimizer
