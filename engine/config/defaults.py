@@ -99,8 +99,8 @@ DEFAULTS = Section(
                         "discriminator": Open("GAN discriminator(s): one dict, or a list of dict(name=..., params=...)", allow_list=True),
                         "loss": Open("loss config handed to the user's model (LossKeyCompose form)"),
                         "ema": Open("seed spelling of solver.ema (enable/enabled, decay_rate, num_updates)"),
-                    }
                         "activation_checkpointing": Field(False, _BOOL, "recompute the blocks the network lists in checkpoint_blocks during backward (torch.utils.checkpoint; DeepSpeed's when deepspeed.activation_checkpointing is set)"),
+                    }
                 ),
                 "loss": Open("seed spelling of trainer.model.loss"),
             }
@@ -128,8 +128,8 @@ DEFAULTS = Section(
             {
                 "config": Field("zero0", _STR, "DeepSpeed template: a name in ds_configs/ (zero0..zero3, zero2_offload, zero3_offload, bf16) or a .json path"),
                 "shm_comm": Field(False, _BOOL, "use DeepSpeed's shared-memory allreduce on CPU (JIT-built; leaves /dev/shm files under the deepspeed launcher)"),
-            },
                 "zero_init": Field(True, _BOOL, "under ZeRO stage 3, build networks inside deepspeed.zero.Init so no rank ever holds the whole model"),
+            },
             extra=DEEPSPEED_PASSTHROUGH_KEYS,
         ),
     }
