@@ -31,7 +31,7 @@ DEEPSPEED_PASSTHROUGH_KEYS = (
 _EMA = Section(
     {
         "enabled": Field(False, _BOOL, "keep an exponential moving average of the generator's weights"),
-        "decay_rate": Field(0.999, _FLOAT, "EMA decay per optimizer step", minimum=0.0),
+        "decay_rate": Field(0.999, _FLOAT, "EMA decay per optimizer step, in [0, 1] (the share of the old average kept)", minimum=0.0),
         "num_updates": Field(0, _INT, "starting update count for the warm-up decay min(decay, (1+n)/(10+n)); -1 disables warm-up", minimum=-1),
     },
     doc="exponential moving average of the generator",
@@ -96,7 +96,7 @@ DEFAULTS = Section(
                     {
                         "name": Field("", _STR, "model bundle class in BUILD_MODEL_REGISTRY (required)"),
                         "generator": Open("the network: dict(name=<BUILD_NETWORK_REGISTRY name>, **params)", required_keys=("name",), nullable=False),
-                        "discriminator": Open("GAN discriminator(s): one dict, or a list of dict(name=..., params=...)", allow_list=True),
+                        "discriminator": Open("GAN discriminator network(s): one dict, or a list of dict(name=..., params=the network dict)", allow_list=True),
                         "loss": Open("loss config handed to the user's model (LossKeyCompose form)"),
                         "ema": Open("seed spelling of solver.ema (enable/enabled, decay_rate, num_updates)"),
                         "activation_checkpointing": Field(False, _BOOL, "recompute the blocks the network lists in checkpoint_blocks during backward (torch.utils.checkpoint; DeepSpeed's when deepspeed.activation_checkpointing is set)"),
@@ -121,7 +121,7 @@ DEFAULTS = Section(
                 "best_mode": Field("max", _STR, "whether a larger or smaller solver.best_metric is better", choices=("max", "min")),
                 "ema": _EMA,
                 "generator": NETWORK_SOLVER,
-                "discriminator": Open("GAN: solver settings per discriminator", allow_list=True),
+                "discriminator": Open("GAN: optimizer/lr_scheduler/clip_gradients of the discriminators: one dict for all, or a list of dict(name=..., params=...)", allow_list=True),
             }
         ),
         "deepspeed": Section(

@@ -27,7 +27,8 @@ OPEN_NOTES: Dict[str, str] = {
     "dataloader.test_data_set": "user-owned; validated, but the trainer does not build a test set yet",
     "trainer.model.generator": "user-owned, passed to your constructor: every key but `name` goes to the "
                                "network class (or to your model's `create_model(params)`)",
-    "trainer.model.discriminator": "user-owned; validated, but nothing reads it until the GAN bundle exists",
+    "trainer.model.discriminator": "user-owned, read by `BaseGanModel`: one dict is the network (named "
+                                   "`default`); a list entry's `params` is the network; names must be unique",
     "trainer.model.loss": "user-owned; your model reads it, e.g. `LossKeyCompose(cfg.TRAINER.MODEL.LOSS)`",
     "trainer.model.ema": "an alias, not user-owned: folded into `solver.ema` and checked there (`enable` means "
                          "`enabled`); a value that differs from `solver.ema` is an error; after loading both "
@@ -36,7 +37,8 @@ OPEN_NOTES: Dict[str, str] = {
                     "loading both hold the same value",
     "solver.generator.optimizer.params": "user-owned, passed to the optimizer's constructor",
     "solver.generator.lr_scheduler.params": "user-owned, passed to the scheduler's constructor",
-    "solver.discriminator": "user-owned; validated, but nothing reads it until the GAN bundle exists",
+    "solver.discriminator": "each dict is checked like `solver.generator` (defaults filled in); one dict serves "
+                            "every discriminator, a list needs exactly one entry per discriminator name",
 }
 
 #: Further facts about a framework key that its one-line doc leaves out.
@@ -53,7 +55,6 @@ FIELD_NOTES: Dict[str, str] = {
 #: Framework keys that are validated but not acted on yet, and why (shown beside the key).
 NOT_USED_YET: Dict[str, str] = {
     "solver.test_per_batch": "there is no test loop yet",
-    "solver.ema": "EMA is not built yet; `enabled=True` is rejected at config check",
 }
 
 #: What engine does with some of the DeepSpeed keys it passes through (ds_config.py).
