@@ -197,3 +197,18 @@ def test_gan_trains_saves_one_tag_and_resumes_exactly(tmp_path, case):
         assert convert.main([str(straight), "--engine", engine, *flags, "--out", str(out)]) == 0
         cls, kwargs = engines[engine]
         nets[cls](**kwargs).load_state_dict(load_file(str(out)), strict=True)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(200)
+def test_gan_digits_example_writes_ema_and_raw_grids(tmp_path):
+    out = tmp_path / "gan"
+    example = REPO / "examples" / "gan_digits"
+    result = run_cli(["python", str(example / "train.py"), "--config-file", str(example / "configs" / "gan_digits.py"),
+                      "--opts", "output_dir", str(out), "solver.max_iter", "8", "trainer.log_period", "4"], timeout=150)
+    assert result.returncode == 0, result.stdout[-4000:]
+    for kind in ("ema", "raw"):
+        png = out / f"samples_{kind}_000008.png"
+        assert png.is_file() and png.stat().st_size > 1000
+    assert list((out / "tensorboard").glob("events.*"))
+    assert layout.read_marker(str(out / "checkpoints" / layout.tag_name(8)))["engines"] == ["discriminator.default", "generator"]
