@@ -14,6 +14,7 @@ from engine.model.ema import build_ema
 from engine.model.engine_wrap import clip_grad_value_, wrap_network
 from engine.schedule.ds_config import build_ds_config
 from engine.model.zero_init import construction_context  # zero_init
+from engine.model import pipeline as pipe  # pipeline
 from engine.model.activation_checkpointing import activation_checkpointing_requested, apply_activation_checkpointing
 
 
@@ -36,6 +37,10 @@ class BaseModel:
             network = self.create_model(cfg.TRAINER.MODEL.GENERATOR)
         if activation_checkpointing_requested(cfg.TRAINER.MODEL.ACTIVATION_CHECKPOINTING, self.ds_config):
             apply_activation_checkpointing(network, self.ds_config.get("activation_checkpointing"))
+        pipelined = pipe.pipeline_stages(self.ds_config) > 1  # pipeline: DeepSpeed's engine owns the whole step
+        if pipelined:
+            self.pipeline_key_map = pipe.layer_key_map(network)  # pipeline: export maps layer keys back
+            network = pipe.to_pipeline_module(network, self.ds_config, pipe.resolve_loss_fn(network, self))
         wrapped = wrap_network(network, cfg.SOLVER.GENERATOR, self.ds_config, where="solver.generator",
                                max_iter=current_planned_steps(cfg))
         self.g_model = wrapped.engine
@@ -44,6 +49,8 @@ class BaseModel:
         self._clip = cfg.SOLVER.GENERATOR.CLIP_GRADIENTS
         self.ema = build_ema(self.g_model, cfg.SOLVER.EMA)  # None when solver.ema.enabled is off
         self._inference = contextlib.ExitStack()
+        split = getattr(self, "pipeline_inputs", pipe.default_pipeline_inputs)  # pipeline: (inputs, labels) of a batch
+        self.pipeline = pipe.PipelineStep(self.g_model, split, self.device) if pipelined else None
 
     # ---- what users override --------------------------------------------------------------
     def create_model(self, params: Mapping[str, Any]) -> torch.nn.Module:
@@ -61,6 +68,11 @@ class BaseModel:
     # ---- what the trainer calls -----------------------------------------------------------
     def train_micro_step(self, data: Any, *, epoch: Any = None) -> Dict[str, torch.Tensor]:
         """Forward, backward and (at an accumulation boundary) optimizer step for one micro-batch."""
+        if self.pipeline is not None:  # pipeline: micro-batches queue up; the step's last runs them all
+            outputs = self.pipeline.train_micro(data)
+            if outputs is not None and self.ema is not None:
+                self.ema.update()
+            return outputs or {}
         loss, scalars = split_step_output(self.run_step(data, epoch=epoch), type(self).__name__)
         self.g_model.backward(loss)
         boundary = self.g_model.is_gradient_accumulation_boundary()  # read before step() advances it
@@ -70,6 +82,15 @@ class BaseModel:
         if boundary and self.ema is not None:
             self.ema.update()
         return {"loss": loss.detach(), **scalars}
+
+    def eval_step(self, data: Any) -> Any:
+        """What evaluation records for one batch: ``run_step``'s output; the pipeline's loss under a pipeline."""
+        return self.run_step(data) if self.pipeline is None else self.pipeline.eval_loss(data)
+
+    @property
+    def pipelined(self) -> bool:
+        """Whether ``deepspeed.pipeline`` runs the network as stages (``run_step`` is then not called)."""
+        return self.pipeline is not None
 
     def enable_train(self) -> None:
         """Back to training: train mode, and the training weights if ``disable_train`` swapped in the EMA."""

@@ -50,10 +50,23 @@ def wrap_network(network: torch.nn.Module, solver: Mapping[str, Any], ds_config:
         model_parameters=trainable,
         optimizer=optimizer,
         lr_scheduler=make_scheduler,
-        config=copy.deepcopy(dict(ds_config)),
+        config=_with_explicit_clipping(ds_config),
         dist_init_required=False,
     )
     return WrappedNetwork(engine, ds_optimizer, lr_scheduler)
+
+
+def _with_explicit_clipping(ds_config: Mapping[str, Any]) -> dict:
+    """A copy of ``ds_config`` that says ``gradient_clipping`` even when no clipping was asked for.
+
+    Why: DeepSpeed 0.19.8 defaults ``gradient_clipping`` to 1.0 (constants.py), so a run
+    with ``solver.generator.clip_gradients.enabled = False`` would still clip the global norm
+    at 1.0 (seen as a pipeline run diverging from the plain run: the two compute the norm
+    differently). 0.0 is DeepSpeed's "off".
+    """
+    config = copy.deepcopy(dict(ds_config))
+    config.setdefault("gradient_clipping", 0.0)  # gradient_clipping default
+    return config
 
 
 def clip_grad_value_(engine: Any, clip_value: float) -> None:

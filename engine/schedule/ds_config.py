@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from engine.config.loader import merge
 from engine.errors import ConfigError
@@ -100,6 +100,7 @@ def build_ds_config(cfg: Mapping[str, Any], *, world_size: int, device: str,
             f"{origin('scheduler')} conflicts with {where}.lr_scheduler (enabled): set the schedule in one place"
         )
     _check_precision(ds, origin, device)
+    _check_model_parallel(ds, origin, world_size, accumulation, network["clip_gradients"], where)  # pipeline/TP
     stage = int(ds.get("zero_optimization", {}).get("stage", 0))
     if stage not in (0, 1, 2, 3):
         raise ConfigError(f"{origin('zero_optimization')}.stage: {stage} is not one of 0, 1, 2, 3")
@@ -116,6 +117,40 @@ def model_parallel_size(ds: Mapping[str, Any]) -> int:
     tp = int((ds.get("tensor_parallel") or {}).get("autotp_size", 1) or 1)
     pp = int((ds.get("pipeline") or {}).get("stages", 1) or 1)
     return max(1, tp) * max(1, pp)
+
+
+def data_parallel_coords(ds: Mapping[str, Any], rank: int, world_size: int) -> Tuple[int, int]:
+    """``(data-parallel rank, data-parallel size)`` of ``rank``: which share of the data it reads.
+
+    Ranks of one model replica must read the same batches. DeepSpeed lays pipeline ranks
+    out stage-major (``PipeDataParallelTopology``: rank = stage × replicas + replica), so a
+    replica's stages are ``replicas`` apart; AutoTP's tensor-parallel ranks are consecutive.
+    """
+    size = max(1, world_size // model_parallel_size(ds))
+    if int((ds.get("pipeline") or {}).get("stages", 1) or 1) > 1:
+        return rank % size, size
+    return rank // model_parallel_size(ds), size
+
+
+def _check_model_parallel(ds: Mapping[str, Any], origin, world_size: int, accumulation: int,
+                          clip: Mapping[str, Any], where: str) -> None:
+    """Pipeline/tensor-parallel settings that no run could honour, named before anything starts."""
+    parallel = model_parallel_size(ds)
+    if world_size % parallel:
+        raise ConfigError(f"{origin('pipeline')}.stages × {origin('tensor_parallel')}.autotp_size = {parallel} "
+                          f"does not divide the world size {world_size}")
+    pipe = ds.get("pipeline") or {}
+    if int(pipe.get("stages", 1) or 1) <= 1:
+        return
+    if "micro_batches" in pipe and int(pipe["micro_batches"]) != accumulation:
+        raise ConfigError(f"{origin('pipeline')}.micro_batches = {pipe['micro_batches']} conflicts with "
+                          f"solver.gradient_accumulation_batch = {accumulation}: a pipeline step's micro-batches are "
+                          "the accumulation; set one of them")
+    if int((ds.get("tensor_parallel") or {}).get("autotp_size", 1) or 1) > 1:
+        raise ConfigError(f"{origin('pipeline')} with {origin('tensor_parallel')}: engine runs one of them at a time")
+    if clip["enabled"] and clip["clip_type"] == "value":
+        raise ConfigError(f"{where}.clip_gradients.clip_type = 'value' with {origin('pipeline')}: the pipeline engine "
+                          "steps inside train_batch; use clip_type='norm'")
 
 
 def uses_client_optimizer(ds: Mapping[str, Any]) -> bool:

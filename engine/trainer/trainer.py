@@ -15,7 +15,7 @@ from engine.data.samplers import GroupedTrainingSampler, TrainingSampler, aspect
 from engine.log.storage import EventStorage
 from engine.model.base_model import split_step_output
 from engine.model.build import build_model, planned_steps
-from engine.schedule.ds_config import build_ds_config, model_parallel_size
+from engine.schedule.ds_config import build_ds_config, data_parallel_coords
 from engine.trainer.build import BUILD_TRAINER_REGISTRY
 from engine.trainer.hooks import HookBase, reduce_mean, register_hooks
 
@@ -53,8 +53,8 @@ class BaseTrainer:
         self.val_dataset = self.create_dataset(val_spec, "dataloader.val_data_set") if val_spec else None
         self.ds_config = build_ds_config(cfg, world_size=comm.get_world_size(), device=run_device_type())
         self.global_batch_size = int(self.ds_config["train_batch_size"])
-        parallel = model_parallel_size(self.ds_config)
-        self.dp_rank, self.dp_size = comm.get_rank() // parallel, comm.get_world_size() // parallel
+        # ranks of one model replica (pipeline stages, TP shards) read the same data
+        self.dp_rank, self.dp_size = data_parallel_coords(self.ds_config, comm.get_rank(), comm.get_world_size())
         self.sampler = self.build_train_sampler()
         self.steps_per_epoch = self.sampler.samples_per_epoch // solver.TRAIN_PER_BATCH
         self.epoch_mode = bool(cfg.TRAINER.ENABLE_EPOCH_METHOD)
@@ -162,7 +162,7 @@ class BaseTrainer:
         count = torch.zeros(())
         images: Dict[str, torch.Tensor] = {}
         for batch, weight in iterate_evenly(data_loader):
-            loss, scalars = split_step_output(model.run_step(batch), type(model).__name__)
+            loss, scalars = split_step_output(model.eval_step(batch), type(model).__name__)  # pipeline-aware
             for name, value in dict(scalars, loss=loss).items():
                 if isinstance(value, torch.Tensor) and value.dim() >= 3:  # images: the last batch is shown
                     images[name] = value

@@ -18,14 +18,15 @@ LARGE = REPO / "tests" / "assets" / "large"
 sys.path.insert(0, str(LARGE))
 
 
-def run_large(out: Path, *opts: str, nproc: int = 2, timeout: float = 150) -> list:
-    """Train the large project with ``opts`` on ``nproc`` ranks; the per-rank records."""
+def run_large(out: Path, *opts: str, nproc: int = 2, timeout: float = 150, records: bool = True) -> list:
+    """Train the large project with ``opts`` (``--flags`` and config overrides) on ``nproc`` ranks; the records."""
     launcher = "torchrun" if nproc > 1 else "python"
     cmd = launcher_cmd(launcher, LARGE / "train.py", nproc, free_port()) + [
-        "--config-file", str(LARGE / "cfg.py"), "--opts", "output_dir", str(out), *opts]
+        "--config-file", str(LARGE / "cfg.py"), *[a for a in opts if a.startswith("--")],
+        "--opts", "output_dir", str(out), *[a for a in opts if not a.startswith("--")]]
     result = run_cli(cmd, timeout=timeout, env={"OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stdout[-4000:]
-    return read_records(out, nproc)
+    return read_records(out, nproc) if records else []
 
 
 @pytest.mark.slow

@@ -7,6 +7,6 @@ trainer = dict(name="LargeTrainer", log_period=5, tensorboard=False,
                model=dict(name="LargeModel", generator=dict(name="DeepMLP", dim=8, hidden=32, depth=4)))
 solver = dict(
     train_per_batch=8, max_iter=12,
-    generator=dict(optimizer=dict(type="SGD", params=dict(lr=0.1))),
+    generator=dict(optimizer=dict(type="SGD", params=dict(lr=0.05))),
 )
 deepspeed = dict(config="zero3")
