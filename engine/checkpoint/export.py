@@ -3,11 +3,15 @@
 Why lazily: a consolidated model can be larger than the host's free memory. ZeRO-3 tags are
 read with DeepSpeed's ``get_fp32_state_dict_from_zero_checkpoint(..., lazy_mode=True)``: the
 rank files are memory-mapped and each parameter is gathered from them only when its output
-shard is written. Shards are planned from shapes alone, then materialised and written one at
-a time, so the process holds the mapped sources plus one output shard, never every shard and
-the full model at once. (ZeRO 1-2: DeepSpeed concatenates the ranks' flat fp32 partitions into
+shard is written. Shards are planned from shapes alone and written one at a time, so the
+process holds the mapped sources plus one output shard at most, never every shard and the
+full model at once. (ZeRO 1-2: DeepSpeed concatenates the ranks' flat fp32 partitions into
 one vector first, so there the full fp32 model is held once; ``benchmarks/checkpoint_io.py``
 measures both.)
+
+safetensors files are written by a small streaming writer (header from shapes, then one
+tensor at a time), so for them the unit held is one tensor, not one shard; ``--format pt``
+(``torch.save``) holds one shard.
 
 Tied (shared) parameters are written once, under their first name; the other names are
 listed in the file metadata / index as ``tied`` (alias → written name). ``read_exported``
@@ -163,16 +167,58 @@ def _materialise(value: Any, dtype: torch.dtype) -> torch.Tensor:
     return tensor.detach().clone().contiguous()  # own storage: no view of a mapped file or of a tied tensor
 
 
-def _write_file(tensors: Dict[str, torch.Tensor], path: str, fmt: str, metadata: Dict[str, str]) -> None:
+_ST_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+              torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+              torch.bool: "BOOL"}
+
+
+def _tensor_bytes(tensor: torch.Tensor) -> Any:
+    """The raw bytes of one tensor (little-endian, C order) without a second copy where possible."""
+    flat = tensor.detach().contiguous().reshape(-1)
+    return flat.view(torch.uint8).numpy() if flat.numel() else b""
+
+
+def write_safetensors_streaming(entries: Mapping[str, Any], path: str, dtype: torch.dtype,
+                                metadata: Dict[str, str]) -> None:
+    """The safetensors format written one tensor at a time (header from shapes, then each tensor's bytes).
+
+    Why not ``safetensors.torch.save_file``: it wants every tensor of the file materialised (and
+    builds the file in memory); here a lazy ZeRO-3 parameter is gathered, written and dropped.
+    """
+    header: Dict[str, Any] = {"__metadata__": metadata}
+    offset = 0
+    for name, value in entries.items():
+        out = dtype if value.dtype.is_floating_point else value.dtype
+        if out not in _ST_DTYPES:
+            raise ExportError(f"{name}: dtype {out} has no safetensors name")
+        nbytes = _nbytes(value, dtype)
+        header[name] = {"dtype": _ST_DTYPES[out], "shape": [int(x) for x in value.shape],
+                        "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the format pads the header to 8 bytes with spaces
+    with open(path, "wb") as f:
+        f.write(len(raw).to_bytes(8, "little"))
+        f.write(raw)
+        for name, value in entries.items():
+            tensor = value if isinstance(value, torch.Tensor) else value.contiguous()
+            if tensor.is_floating_point():
+                tensor = tensor.to(dtype)
+            f.write(_tensor_bytes(tensor))
+            del tensor  # one tensor in memory at a time
+
+
+def _write_file(entries: Mapping[str, Any], path: str, fmt: str, metadata: Dict[str, str],
+                dtype: torch.dtype) -> None:
     """Temp file, fsync, rename: a crash never leaves half a file under the final name."""
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp.{os.getpid()}")
     try:
         if fmt == "safetensors":
-            from safetensors.torch import save_file
-
-            save_file(tensors, tmp, metadata=metadata)
-        else:
+            write_safetensors_streaming(entries, tmp, dtype, metadata)
+        else:  # torch.save needs the shard whole: one shard in memory at a time
+            tensors = {name: _materialise(value, dtype) for name, value in entries.items()}
             torch.save({"state_dict": tensors, "meta": metadata}, tmp)
+            del tensors
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -210,11 +256,9 @@ def write_export(state: Mapping[str, Any], out: str, *, fmt: str = "safetensors"
     weight_map: Dict[str, str] = {}
     total = 0
     for names, path in zip(shards, files):
-        tensors = {name: _materialise(unique[name], target) for name in names}
-        total += sum(t.numel() * t.element_size() for t in tensors.values())
-        _write_file(tensors, path, fmt, meta)
+        _write_file({name: unique[name] for name in names}, path, fmt, meta, target)
+        total += sum(_nbytes(unique[name], target) for name in names)
         weight_map.update({name: os.path.basename(path) for name in names})
-        del tensors  # one shard in memory at a time
     if index is None:
         return files
     body = {"metadata": dict(meta, total_size=total, tied=tied), "weight_map": weight_map}
