@@ -12,7 +12,6 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
-from torch import nn
 
 from engine.checkpoint.export import parse_size, read_exported
 from tests.helpers import REPO, TOY, launcher_cmd, run_cli
@@ -21,7 +20,6 @@ TIED_TRAIN = f'''
 import os, sys
 import deepspeed
 import torch
-from torch import nn
 sys.path.insert(0, {str(TOY)!r})
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import toy
@@ -47,7 +45,6 @@ if __name__ == "__main__":
     BaseScheduler().schedule()
 '''
 TIED_NET = '''
-from torch import nn
 
 class TiedNet(nn.Module):
     """enc and dec share one weight (tied); the head is separate."""
