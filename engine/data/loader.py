@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Any, Callable, Iterator, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -95,18 +95,20 @@ class SeededDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, item: Tuple[int, int]) -> Any:
-        index, seed = item
-        if get_worker_info() is not None:
-            _seed_all(seed)
-            return self.dataset[index]
-        saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
+        return self.__getitems__([item])[0]
+
+    def __getitems__(self, items: List[Tuple[int, int]]) -> List[Any]:
+        """A whole micro-batch (DataLoader calls this when it exists): RNG states saved once per batch."""
+        saved = None if get_worker_info() is not None else _capture_rng()
         try:
-            _seed_all(seed)
-            return self.dataset[index]
+            samples = []
+            for index, seed in items:
+                _seed_all(seed)
+                samples.append(self.dataset[index])
+            return samples
         finally:
-            random.setstate(saved[0])
-            np.random.set_state(saved[1])
-            torch.set_rng_state(saved[2])
+            if saved is not None:
+                _restore_rng(saved)
 
     def __getattr__(self, name: str) -> Any:  # expose the user's dataset attributes
         if name == "dataset":
@@ -115,9 +117,21 @@ class SeededDataset(Dataset):
 
 
 def _seed_all(seed: int) -> None:
+    # CPU generator only: torch.manual_seed would also reseed every CUDA device's training RNG
+    # (and costs ~0.2 ms a call, recording a stack trace for CUDA's lazy init)
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)
+    torch.default_generator.manual_seed(seed)
+
+
+def _capture_rng() -> tuple:
+    return random.getstate(), np.random.get_state(), torch.get_rng_state()
+
+
+def _restore_rng(saved: tuple) -> None:
+    random.setstate(saved[0])
+    np.random.set_state(saved[1])
+    torch.set_rng_state(saved[2])
 
 
 def build_train_loader(dataset: Dataset, sampler: TrainingSampler, *, micro_batch: int, num_workers: int,

@@ -58,9 +58,24 @@ class TrainingSampler(Sampler):
             position = (epoch + 1) * self.samples_per_epoch
 
 
+_MASK64 = (1 << 64) - 1
+
+
 def sample_seed(seed: int, epoch: int, rank: int, position: int) -> int:
-    """A 32-bit seed unique to one draw of one sample."""
-    return int(np.random.SeedSequence([seed, epoch, rank, position]).generate_state(1)[0])
+    """A 32-bit seed for one draw of one sample: a splitmix64 hash of the four numbers.
+
+    Called once per sample on the data path, so it is plain integer arithmetic (about 1 µs)
+    rather than numpy's SeedSequence (about 18 µs); distinct inputs give well-spread seeds.
+    """
+    state = 0
+    for value in (seed, epoch, rank, position):
+        state = (state ^ (value & _MASK64)) * 0x9E3779B97F4A7C15 & _MASK64
+        state ^= state >> 30
+        state = state * 0xBF58476D1CE4E5B9 & _MASK64
+        state ^= state >> 27
+        state = state * 0x94D049BB133111EB & _MASK64
+        state ^= state >> 31
+    return state >> 32
 
 
 class InferenceSampler(Sampler):

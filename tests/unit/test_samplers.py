@@ -74,3 +74,19 @@ def test_loading_in_the_main_process_leaves_training_rng_untouched():
     torch.manual_seed(0)
     _ = SeededDataset(NoisyDataset())[(3, 1234)]
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_batches_loaded_in_the_main_process_leave_training_rng_untouched():
+    sampler = TrainingSampler(24, rank=0, world_size=1, samples_per_step=4, seed=1)
+    loader = build_train_loader(NoisyDataset(), sampler, micro_batch=4, num_workers=0, seed=0)
+    torch.manual_seed(5)
+    np.random.seed(5)
+    expected = (torch.rand(3), np.random.rand(3))
+    torch.manual_seed(5)
+    np.random.seed(5)
+    batches = list(itertools.islice(iter(loader), 3))
+    assert torch.equal(torch.rand(3), expected[0]) and np.array_equal(np.random.rand(3), expected[1])
+    # the batch path (__getitems__) draws exactly what per-item loading draws
+    single = SeededDataset(NoisyDataset())
+    first = list(itertools.islice(iter(sampler), 4))
+    assert torch.equal(torch.stack([single[item] for item in first]), batches[0])
