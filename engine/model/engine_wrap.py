@@ -64,7 +64,9 @@ def _with_explicit_clipping(ds_config: Mapping[str, Any]) -> dict:
     at 1.0 (seen as a pipeline run diverging from the plain run: the two compute the norm
     differently). 0.0 is DeepSpeed's "off".
     """
-    config = copy.deepcopy(dict(ds_config))
+    from engine.model.tensor_parallel import without_tp_batch_size
+
+    config = copy.deepcopy(without_tp_batch_size(ds_config))  # tensor parallel: DeepSpeed's batch arithmetic
     config.setdefault("gradient_clipping", 0.0)  # gradient_clipping default
     return config
 
@@ -76,7 +78,16 @@ def clip_grad_value_(engine: Any, clip_value: float) -> None:
     on the accumulated, reduced gradient, as ``clip_grad_value_`` would without DeepSpeed.
     Element-wise clamping of a shard equals clamping the whole, so no gather is needed.
     """
-    from deepspeed.utils import safe_update_full_grad_vectorized
+    from deepspeed.utils import safe_get_local_grad, safe_set_local_grad, safe_update_full_grad_vectorized
 
     params = [p for p in engine.module.parameters() if p.requires_grad]
-    safe_update_full_grad_vectorized(params, lambda grad, _param: grad.clamp(-clip_value, clip_value))
+    partitioned = [p for p in params if hasattr(p, "ds_id")]
+    # ZeRO-3: clamp each rank's own shard. DeepSpeed's vectorized full-gradient update fails
+    # on parameters whose size does not divide by the world size (a 3-element bias on 2 ranks).
+    for param in partitioned:
+        grad = safe_get_local_grad(param)
+        if grad is not None:
+            safe_set_local_grad(param, grad.clamp(-clip_value, clip_value))
+    others = [p for p in params if not hasattr(p, "ds_id")]
+    if others:
+        safe_update_full_grad_vectorized(others, lambda grad, _param: grad.clamp(-clip_value, clip_value))

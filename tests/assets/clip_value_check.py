@@ -19,7 +19,8 @@ def main(out_path: str) -> None:
     results = {}
     for stage in range(4):
         torch.manual_seed(0)
-        net = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.Linear(32, 4))
+        # 3 outputs: a bias whose size does not divide by the world size
+        net = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.Linear(32, 3))
         before = {k: v.detach().clone() for k, v in net.state_dict().items()}
         solver = {"optimizer": {"type": "SGD", "params": {"lr": 1.0}}, "lr_scheduler": {"enabled": False}}
         ds = {"train_micro_batch_size_per_gpu": 4, "gradient_accumulation_steps": 1,
