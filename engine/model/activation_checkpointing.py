@@ -13,11 +13,13 @@ Each name is a submodule path (``get_submodule``); a ``ModuleList``/``Sequential
 for each of its children. Switches: ``trainer.model.activation_checkpointing = True`` uses
 ``torch.utils.checkpoint.checkpoint(use_reentrant=False)``; a ``deepspeed.activation_checkpointing``
 section (``partition_activations``, ``cpu_checkpointing``, ...) turns it on too and uses
-DeepSpeed's non-reentrant checkpoint configured from that section.
+DeepSpeed's (reentrant) checkpoint configured from that section; a block none of whose
+inputs needs a gradient then runs without checkpointing (reentrant recomputation would
+leave its parameters without gradients).
 
 The wrap replaces the block's ``forward`` on the instance, so parameter names, state dicts,
 checkpoints and exports are unchanged, and module hooks (ZeRO-3 gathers) still run.
-Non-reentrant recomputation restores the RNG state, so dropout masks match the forward.
+Both recompute with the forward's RNG state, so dropout masks match.
 """
 
 from __future__ import annotations
@@ -74,8 +76,13 @@ def checkpoint_function(ds_section: Optional[Mapping[str, Any]]) -> Callable[...
     )
 
     def run(forward: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        # DeepSpeed's reentrant checkpoint: its non-reentrant one lost ZeRO-3's gathered weights
+        # in the recompute here (a size-0 weight in backward). Reentrant gives the block's
+        # parameters no gradient when no input needs one, so such a block runs plainly.
+        if not any(isinstance(a, torch.Tensor) and a.requires_grad for a in (*args, *kwargs.values())):
+            return forward(*args, **kwargs)
         bound = functools.partial(forward, **kwargs) if kwargs else forward
-        return checkpointing.non_reentrant_checkpoint(bound, *args)
+        return checkpointing.checkpoint(bound, *args)
 
     return run
 

@@ -15,6 +15,7 @@ from engine.model.engine_wrap import clip_grad_value_, wrap_network
 from engine.schedule.ds_config import build_ds_config
 from engine.model.zero_init import construction_context  # zero_init
 from engine.model import pipeline as pipe  # pipeline
+from engine.model.tensor_parallel import with_network_specs  # tensor parallel
 from engine.model.activation_checkpointing import activation_checkpointing_requested, apply_activation_checkpointing
 
 
@@ -41,6 +42,7 @@ class BaseModel:
         if pipelined:
             self.pipeline_key_map = pipe.layer_key_map(network)  # pipeline: export maps layer keys back
             network = pipe.to_pipeline_module(network, self.ds_config, pipe.resolve_loss_fn(network, self))
+        self.ds_config = with_network_specs(self.ds_config, network)  # tensor parallel: the network's AutoTP specs
         wrapped = wrap_network(network, cfg.SOLVER.GENERATOR, self.ds_config, where="solver.generator",
                                max_iter=current_planned_steps(cfg))
         self.g_model = wrapped.engine

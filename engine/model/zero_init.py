@@ -41,7 +41,9 @@ def construction_context(ds_config: Mapping[str, Any], switch: bool) -> ContextM
         return contextlib.nullcontext()
     import deepspeed
 
-    return deepspeed.zero.Init(config_dict_or_path=dict(ds_config))
+    from engine.model.tensor_parallel import without_tp_batch_size
+
+    return deepspeed.zero.Init(config_dict_or_path=without_tp_batch_size(ds_config))
 
 
 def is_partitioned(network: Any) -> bool:

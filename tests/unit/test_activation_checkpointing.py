@@ -22,7 +22,7 @@ class Block(nn.Module):
 
 
 class Net(nn.Module):
-    checkpoint_blocks = ("blocks", "last")
+    checkpoint_blocks = ("stem", "blocks", "last")  # stem: an input that needs no gradient
 
     def __init__(self, width=16, depth=4):
         super().__init__()
@@ -87,7 +87,7 @@ def test_gradients_identical_and_memory_lower(flavour, request):
     wrapped = copy.deepcopy(plain)
     section = {"partition_activations": False, "cpu_checkpointing": False} if flavour == "deepspeed" else None
     paths = apply_activation_checkpointing(wrapped, section)
-    assert paths == ["blocks.0", "blocks.1", "blocks.2", "blocks.3", "last"]
+    assert paths == ["stem", "blocks.0", "blocks.1", "blocks.2", "blocks.3", "last"]
     expected, got = grads(plain, x), grads(wrapped, x)
     for name in expected:
         assert torch.equal(expected[name], got[name]), name

@@ -16,6 +16,7 @@ from engine.data.build import BUILD_DATASET_REGISTRY
 from engine.data.dataset import EngineDataSet
 from engine.model.base_model import BaseModel
 from engine.model.build import BUILD_MODEL_REGISTRY, BUILD_NETWORK_REGISTRY
+from engine.model.tensor_parallel import gathered_state_dict
 from engine.trainer.build import BUILD_TRAINER_REGISTRY
 from engine.trainer.trainer import BaseTrainer
 
@@ -38,17 +39,24 @@ class LargeRegression(EngineDataSet):
 
 
 class Block(nn.Module):
+    """A residual MLP: ``up`` splits by output columns and ``down`` by input rows under tensor parallel."""
+
     def __init__(self, hidden):
         super().__init__()
-        self.fc = nn.Linear(hidden, hidden)
+        self.up = nn.Linear(hidden, 2 * hidden)
+        self.down = nn.Linear(2 * hidden, hidden)
 
     def forward(self, x):
-        return x + torch.tanh(self.fc(x))
+        return x + self.down(torch.tanh(self.up(x)))
 
 
 @BUILD_NETWORK_REGISTRY.register()
 class DeepMLP(nn.Module):
     checkpoint_blocks = ("blocks",)  # each residual block recomputes its activations in backward
+    autotp_layer_specs = [  # Megatron-style: column-parallel up, row-parallel down (one all-reduce per block)
+        {"patterns": [r".*\.up\.weight$"], "partition_type": "column"},
+        {"patterns": [r".*\.down\.weight$"], "partition_type": "row"},
+    ]
 
     def __init__(self, dim=8, hidden=32, depth=4):
         super().__init__()
@@ -71,13 +79,6 @@ class DeepMLP(nn.Module):
         return nn.functional.mse_loss(outputs.float(), labels.float())
 
 
-def gathered_state(module):
-    """The full weights as float tensors (a collective under ZeRO-3)."""
-    import deepspeed
-
-    params = list(module.parameters())
-    with deepspeed.zero.GatheredParameters(params, enabled=hasattr(params[0], "ds_id")):
-        return {k: v.detach().clone().float() for k, v in module.state_dict().items()}
 
 
 @BUILD_MODEL_REGISTRY.register()
@@ -109,7 +110,8 @@ class LargeTrainer(BaseTrainer):
         self.losses = []
         self.start_weights = None
         if not getattr(self.model, "pipelined", False):
-            self.start_weights = {k: v.tolist() for k, v in gathered_state(self.model.g_model.module).items()}
+            # whole weights whatever holds them (ZeRO-3 shards, TP shards): a collective
+            self.start_weights = {k: v.float().tolist() for k, v in gathered_state_dict(self.model.g_model).items()}
 
     def iterate_after(self, epoch, loss_dict):
         self.losses.append(float(loss_dict["loss"]))

@@ -1,0 +1,118 @@
+"""Tensor parallel through DeepSpeed's AutoTP training, and getting whole weights back out.
+
+Config: ``deepspeed.tensor_parallel = dict(autotp_size=N, partition_config=...)``. DeepSpeed
+replaces the matching ``nn.Linear`` layers at ``deepspeed.initialize`` with column-parallel
+(output features split, e.g. attention q/k/v, an MLP's up projection) or row-parallel
+(input features split, e.g. attention output, an MLP's down projection) layers; N
+consecutive ranks hold one model replica and must read the same batches (the trainer's
+data-parallel rank sees to it). Hugging Face models DeepSpeed recognises need no
+``partition_config``; for any other network either the config gives one, or the network
+declares its own (why: the network's author knows which layers pair up):
+
+    class MyNet(nn.Module):
+        autotp_layer_specs = [{"patterns": [r".*\\.up\\.weight$"], "partition_type": "column"},
+                              {"patterns": [r".*\\.down\\.weight$"], "partition_type": "row"}]
+
+which engine puts into ``partition_config`` (``use_default_specs: false``).
+
+Export: a TP checkpoint holds one shard per TP rank (``mp_rank_XX_model_states.pt``);
+``merge_tp_shards`` concatenates them back by the same specs (column: dim 0 of weight and
+bias; row: dim 1 of weight, bias replicated). ``gathered_state_dict`` does the same live.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import torch
+
+
+def autotp_size(ds_config: Mapping[str, Any]) -> int:
+    """Tensor-parallel degree of a derived DeepSpeed config; 1 means none."""
+    return int((ds_config.get("tensor_parallel") or {}).get("autotp_size", 1) or 1)
+
+
+def with_network_specs(ds_config: Mapping[str, Any], network: torch.nn.Module) -> Dict[str, Any]:
+    """``ds_config`` with ``tensor_parallel.partition_config`` from the network when the config has none."""
+    out = copy.deepcopy(dict(ds_config))
+    tp = dict(out.get("tensor_parallel") or {})  # the section may be a frozen config node
+    specs = getattr(network, "autotp_layer_specs", None)
+    if autotp_size(out) > 1 and specs and "partition_config" not in tp and "preset_model" not in tp:
+        tp["partition_config"] = {"use_default_specs": False, "layer_specs": [dict(s) for s in specs]}
+        out["tensor_parallel"] = tp
+    return out
+
+
+def without_tp_batch_size(ds_config: Mapping[str, Any]) -> Dict[str, Any]:
+    """The config to hand to DeepSpeed: under AutoTP, without ``train_batch_size``.
+
+    Why: with TP groups made from the config (no ``mpu``), DeepSpeed's batch check counts
+    every rank as data parallel (``train_batch_size == micro × accumulation × world size``),
+    while engine's value counts replicas (world size / autotp_size). Left out, DeepSpeed
+    derives its own; gradients are still averaged over the real data-parallel group.
+    """
+    out = dict(ds_config)
+    if autotp_size(out) > 1:
+        out.pop("train_batch_size", None)
+    return out
+
+
+def layer_specs(ds_config: Mapping[str, Any]) -> List[Mapping[str, Any]]:
+    """The ``layer_specs`` of the run's partition config (empty when DeepSpeed chose by itself)."""
+    return list(((ds_config.get("tensor_parallel") or {}).get("partition_config") or {}).get("layer_specs") or [])
+
+
+def _partition_type(weight_key: str, specs: Sequence[Mapping[str, Any]]) -> Optional[str]:
+    for spec in specs:
+        if any(re.match(pattern, weight_key) for pattern in spec.get("patterns", [])):
+            return str(spec.get("partition_type", "column"))
+    return None
+
+
+def merge_tp_shards(shards: Sequence[Mapping[str, torch.Tensor]],
+                    specs: Sequence[Mapping[str, Any]]) -> Dict[str, torch.Tensor]:
+    """One whole state dict from the TP ranks' state dicts (in TP-rank order).
+
+    Only plain column/row specs are merged (no ``shape``/sub-parameter splits); a key that
+    no spec names is taken from rank 0 (replicated).
+    """
+    for spec in specs:
+        if spec.get("shape") is not None:
+            raise ValueError(f"merge_tp_shards: specs with 'shape' (fused sub-parameters) are not supported: {spec}")
+    merged: Dict[str, torch.Tensor] = {}
+    for key, first in shards[0].items():
+        owner = key[: -len(".bias")] + ".weight" if key.endswith(".bias") else key
+        kind = _partition_type(owner, specs)
+        pieces = [shard[key] for shard in shards]
+        if kind == "column":
+            merged[key] = torch.cat(pieces, dim=0)
+        elif kind == "row" and key.endswith(".weight"):
+            merged[key] = torch.cat(pieces, dim=1)
+        else:
+            merged[key] = first
+    return merged
+
+
+def gathered_state_dict(engine: Any) -> Dict[str, torch.Tensor]:
+    """The whole weights of a TP (and/or ZeRO-3) engine on every rank, module by module.
+
+    A collective: every rank must call it. Peak memory is one module's full weights more
+    than the shards.
+    """
+    import deepspeed
+    from deepspeed.module_inject.layers import GatherReplacedLayerParams
+
+    tp = int(engine.autotp_size()) > 1 if hasattr(engine, "autotp_size") else False
+    state: Dict[str, torch.Tensor] = {}
+    for prefix, module in engine.module.named_modules():
+        params = list(module.parameters(recurse=False))
+        if not params:
+            continue
+        stage3 = hasattr(params[0], "ds_id")
+        with deepspeed.zero.GatheredParameters(params, enabled=stage3):
+            with GatherReplacedLayerParams(params, module, enabled=tp):
+                for name, param in module.named_parameters(recurse=False):
+                    state[f"{prefix}.{name}" if prefix else name] = param.detach().clone().cpu()
+    return state
