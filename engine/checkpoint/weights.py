@@ -15,18 +15,20 @@ logger = logging.getLogger("engine")
 
 
 def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
-    """A plain state dict from ``.pt``/``.pth``/``.bin`` (torch) or ``.safetensors``.
+    """A plain state dict from ``.pt``/``.pth``/``.bin`` (torch), ``.safetensors`` or a sharded ``*.index.json``.
 
-    Files exported by ``tools/convert_ckpt.py`` and torch checkpoints that nest the weights
-    under ``state_dict``/``model``/``module`` are unwrapped.
+    Files exported by ``tools/convert_ckpt.py`` (one file or shards, tied names restored) and
+    torch checkpoints that nest the weights under ``state_dict``/``model``/``module`` are unwrapped.
     """
     if not os.path.isfile(path):
         raise ConfigError(f"trainer.weights: file not found: {path}")
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
+    from engine.checkpoint.export import read_exported
 
-        return load_file(path)
+    if path.endswith((".safetensors", ".index.json")):
+        return read_exported(path)  # tied names written once by convert_ckpt.py come back here
     state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and set(state) == {"state_dict", "meta"}:
+        return read_exported(path)  # a .pt written by convert_ckpt.py
     for key in ("state_dict", "model", "module"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
