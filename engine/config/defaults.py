@@ -116,6 +116,7 @@ DEFAULTS = Section(
                 "max_keep": Field(5, _INT, "newest complete checkpoints kept", minimum=1),
                 "checkpoint_period": Field(0, _INT, "save a checkpoint every N optimizer steps (0: only at the end)", minimum=0),
                 "stop_at_iter": Field(0, _INT, "stop after saving a checkpoint at this step, as if killed (0: off); for tests and preemption drills", minimum=0),
+                "nan_policy": Field("stop", _STR, "on a NaN/inf loss or gradient (fp32/bf16): stop (save the last good state, exit non-zero) or skip the step", choices=("stop", "skip")),
                 "eval_period": Field(0, _INT, "evaluate on the validation set every N optimizer steps (0: only at the end)", minimum=0),
                 "best_metric": Field("", _STR, "keep checkpoint tag 'best' (never rotated) by this evaluation result, e.g. 'val/loss' ('' = off)"),
                 "best_mode": Field("max", _STR, "whether a larger or smaller solver.best_metric is better", choices=("max", "min")),

@@ -11,7 +11,7 @@ from engine import comm
 from engine.errors import EngineError
 from engine.model.build import build_network, current_planned_steps
 from engine.model.ema import build_ema
-from engine.model.engine_wrap import clip_grad_value_, wrap_network
+from engine.model.engine_wrap import StepOutcome, backward_step, wrap_network
 from engine.schedule.ds_config import build_ds_config
 from engine.model.zero_init import construction_context  # zero_init
 from engine.model import pipeline as pipe  # pipeline
@@ -49,6 +49,8 @@ class BaseModel:
         self.g_optimizer = wrapped.optimizer
         self.g_lr_scheduler = wrapped.lr_scheduler
         self._clip = cfg.SOLVER.GENERATOR.CLIP_GRADIENTS
+        self.skipped_nonfinite_steps = 0  # optimizer steps dropped for NaN/inf gradients (solver.nan_policy)
+        self.last_step_skipped = False  # reset by the trainer before each step
         self.ema = build_ema(self.g_model, cfg.SOLVER.EMA)  # None when solver.ema.enabled is off
         self._inference = contextlib.ExitStack()
         split = getattr(self, "pipeline_inputs", pipe.default_pipeline_inputs)  # pipeline: (inputs, labels) of a batch
@@ -76,14 +78,17 @@ class BaseModel:
                 self.ema.update()
             return outputs or {}
         loss, scalars = split_step_output(self.run_step(data, epoch=epoch), type(self).__name__)
-        self.g_model.backward(loss)
-        boundary = self.g_model.is_gradient_accumulation_boundary()  # read before step() advances it
-        if self._clip.ENABLED and self._clip.CLIP_TYPE == "value" and boundary:
-            clip_grad_value_(self.g_model, float(self._clip.CLIP_VALUE))
-        self.g_model.step()
-        if boundary and self.ema is not None:
-            self.ema.update()
+        outcome = backward_step(self.g_model, loss, self._clip)
+        self.note_step(outcome)
+        if outcome.boundary and not outcome.skipped and self.ema is not None:
+            self.ema.update()  # a skipped (non-finite) step leaves the average untouched
         return {"loss": loss.detach(), **scalars}
+
+    def note_step(self, outcome: StepOutcome) -> None:
+        """Remember whether this optimizer step was skipped for non-finite gradients (solver.nan_policy)."""
+        if outcome.skipped and not self.last_step_skipped:
+            self.skipped_nonfinite_steps += 1
+        self.last_step_skipped = self.last_step_skipped or outcome.skipped
 
     def eval_step(self, data: Any) -> Any:
         """What evaluation records for one batch: ``run_step``'s output; the pipeline's loss under a pipeline."""

@@ -91,3 +91,44 @@ def clip_grad_value_(engine: Any, clip_value: float) -> None:
     others = [p for p in params if not hasattr(p, "ds_id")]
     if others:
         safe_update_full_grad_vectorized(others, lambda grad, _param: grad.clamp(-clip_value, clip_value))
+
+
+@dataclass
+class StepOutcome:
+    """What one ``backward_step`` did: whether it ended an accumulation cycle, and whether the
+    optimizer update was skipped because gradients were not finite (NaN/inf loss)."""
+
+    boundary: bool
+    skipped: bool
+
+
+def backward_step(engine: Any, loss: torch.Tensor, clip: Mapping[str, Any]) -> StepOutcome:
+    """backward → (value clip at the boundary) → step, skipping updates from non-finite gradients.
+
+    ZeRO 1-3 optimizers already refuse a step whose gradients hold NaN/inf (consistently on
+    every rank, counted in ``engine.skipped_steps``). At ZeRO-0 nothing would stop it, so the
+    gradients are checked here (they are all-reduced, hence the same on every rank) and
+    dropped: torch optimizers leave parameters without a gradient untouched. Under fp16 a
+    skipped step is DeepSpeed's loss scaling at work, not a bad loss, and is not reported.
+    """
+    engine.backward(loss)
+    boundary = engine.is_gradient_accumulation_boundary()  # read before step() advances it
+    dropped = False
+    if boundary:
+        if clip["enabled"] and clip["clip_type"] == "value":
+            clip_grad_value_(engine, float(clip["clip_value"]))
+        if engine.zero_optimization_stage() == 0 and not engine.fp16_enabled():
+            dropped = _drop_nonfinite_grads(engine)
+    skipped_before = engine.skipped_steps
+    engine.step()
+    skipped = dropped or (boundary and not engine.fp16_enabled() and engine.skipped_steps > skipped_before)
+    return StepOutcome(boundary, skipped)
+
+
+def _drop_nonfinite_grads(engine: Any) -> bool:
+    grads = [p.grad for p in engine.module.parameters() if p.grad is not None]
+    if not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):  # one sync per step
+        return False
+    for param in engine.module.parameters():
+        param.grad = None
+    return True

@@ -35,7 +35,7 @@ from engine.config.checks import discriminator_plan
 from engine.errors import EngineError
 from engine.model.base_model import BaseModel
 from engine.model.build import build_network, current_planned_steps
-from engine.model.engine_wrap import clip_grad_value_, wrap_network
+from engine.model.engine_wrap import backward_step, wrap_network
 from engine.model.zero_init import construction_context
 from engine.schedule.ds_config import build_ds_config
 
@@ -114,7 +114,7 @@ class BaseGanModel(BaseModel):
         if self._frozen:
             raise EngineError(f"d_backward_step({name!r}) while the discriminators are frozen for the generator: "
                               "call g_backward_step first, or run D's forward without for_generator=True")
-        _backward_step(self.d_model[name], loss, self._d_clip[name])
+        self.note_step(backward_step(self.d_model[name], loss, self._d_clip[name]))
 
     def g_backward_step(self, loss: torch.Tensor) -> None:
         """Backward G's loss, step G's engine, update the EMA at the boundary; unfreeze the discriminators."""
@@ -122,10 +122,11 @@ class BaseGanModel(BaseModel):
         if not torch.is_grad_enabled():
             return
         try:
-            boundary = _backward_step(self.g_model, loss, self._clip)
+            outcome = backward_step(self.g_model, loss, self._clip)
         finally:
             self._freeze_discriminators(False)
-        if boundary and self.ema is not None:
+        self.note_step(outcome)
+        if outcome.boundary and not outcome.skipped and self.ema is not None:
             self.ema.update()
         self._g_stepped = True
 
@@ -187,13 +188,3 @@ class BaseGanModel(BaseModel):
     def engines(self) -> Dict[str, Any]:
         """Generator and every discriminator, saved together under one checkpoint tag."""
         return {"generator": self.g_model, **{D_PREFIX + name: engine for name, engine in self.d_model.items()}}
-
-
-def _backward_step(engine: Any, loss: torch.Tensor, clip: Mapping[str, Any]) -> bool:
-    """backward → (value clip at the boundary) → step; returns whether this was the boundary."""
-    engine.backward(loss)
-    boundary = engine.is_gradient_accumulation_boundary()  # read before step() advances it
-    if clip["enabled"] and clip["clip_type"] == "value" and boundary:
-        clip_grad_value_(engine, float(clip["clip_value"]))
-    engine.step()
-    return boundary

@@ -10,6 +10,7 @@ import torch
 
 from engine import comm
 from engine.data.build import build_dataset
+from engine.errors import EngineError
 from engine.data.loader import build_inference_loader, build_train_loader, next_batch
 from engine.data.samplers import GroupedTrainingSampler, TrainingSampler, aspect_ratio_groups
 from engine.log.storage import EventStorage
@@ -131,13 +132,34 @@ class BaseTrainer:
     def run_step(self) -> None:
         """One optimizer step: ``accumulation`` micro-batches through the model bundle."""
         self.data_time = 0.0
+        self.model.last_step_skipped = False
         for _ in range(self.accumulation):
             start = time.perf_counter()
             data = next_batch(self._data_iter)  # shared-memory exhaustion -> EngineError
             self.data_time += time.perf_counter() - start
             for name, value in self.model.train_micro_step(data, epoch=self.epoch).items():
                 self.storage.put_scalar(name, value)
+        if self.model.last_step_skipped:
+            self._on_nonfinite_step()
         self.step_outputs = self.storage.pop_step()
+
+    def _on_nonfinite_step(self) -> None:
+        """``solver.nan_policy``: the update of this step was not applied (on every rank); skip or stop."""
+        step, count = self.iter + 1, self.model.skipped_nonfinite_steps
+        self.storage.put_scalar("nonfinite_skipped_steps", float(count))
+        if self.cfg.SOLVER.NAN_POLICY == "skip":
+            logger.warning(f"step {step}: non-finite loss or gradients; the update was skipped on every rank "
+                           f"({count} skipped so far)")
+            return
+        from engine.checkpoint.saver import CheckpointHook, save_checkpoint
+
+        hook = next((h for h in self.hooks if isinstance(h, CheckpointHook)), None)
+        tag_dir = save_checkpoint(self, step, getattr(hook, "_group", None))
+        raise EngineError(
+            f"solver.nan_policy = 'stop': the loss or gradients became non-finite at step {step}. The update was "
+            f"not applied; the last good weights are saved in {tag_dir} (--resume continues after this batch). "
+            "Set solver.nan_policy = 'skip' to skip such steps instead."
+        )
 
     def _call_hooks(self, stage: str) -> None:
         for hook in self.hooks:

@@ -34,12 +34,20 @@ class ToyRegression(EngineDataSet):
 
 @BUILD_NETWORK_REGISTRY.register()
 class ToyMLP(nn.Module):
-    def __init__(self, dim=8, hidden=16):
+    """``nan_at_call``: on rank 0, the n-th training forward (1-based) returns NaN (solver.nan_policy tests)."""
+
+    def __init__(self, dim=8, hidden=16, nan_at_call=0):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+        self.nan_at_call, self.calls = nan_at_call, 0
 
     def forward(self, x):
-        return self.net(x)
+        out = self.net(x)
+        if self.training:
+            self.calls += 1
+            if self.calls == self.nan_at_call and comm.get_rank() == 0:
+                out = out * float("nan")
+        return out
 
 
 @BUILD_MODEL_REGISTRY.register()
@@ -64,12 +72,14 @@ class ToyTrainer(BaseTrainer):
 
     def before_loop(self):
         self.losses = []
+        self.weight_sums = []  # full parameters only below ZeRO-3
 
     def iterate_after(self, epoch, loss_dict):
         self.losses.append(float(loss_dict["loss"]))
+        self.weight_sums.append(sum(float(p.detach().double().sum()) for p in self.model.g_model.module.parameters()))
 
     def after_loop(self):
         path = os.path.join(self.cfg.OUTPUT_DIR, f"record_rank{comm.get_rank()}.json")
         with open(path, "w") as f:
-            json.dump({"seen": self.model.seen, "losses": self.losses,
+            json.dump({"seen": self.model.seen, "losses": self.losses, "weight_sums": self.weight_sums,
                        "world_size": comm.get_world_size(), "lr": self.model.learning_rates()}, f)
