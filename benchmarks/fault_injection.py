@@ -22,13 +22,16 @@ job was killed, and never a tag the kill interrupted.
 
     python benchmarks/fault_injection.py [--trials 20] [--steps 60] [--period 2] [--seed 0]
 
-Temporary output goes to a fresh temp folder (``--workdir`` to keep it).
+Temporary output goes to a fresh temp folder (``--workdir`` to keep it). The runs use a copy of
+``engine/``, ``ds_configs/`` and the toy project taken at the start, so that edits to the working
+tree during a long benchmark cannot change the numbers between the reference and a trial.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -41,7 +44,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import psutil
 
@@ -53,7 +56,6 @@ from engine.checkpoint import layout  # noqa: E402
 from engine.checkpoint.saver import FAULT_SAVE_DELAY_ENV  # noqa: E402
 from engine.schedule.launch import free_port  # noqa: E402
 
-TOY = REPO / "tests" / "assets" / "toy"
 WORLD = 2
 RESUMED = re.compile(r"resumed from (\S+) at step (\d+)")
 SKIPPED = re.compile(r"--resume: skipping (\S+):")
@@ -71,6 +73,7 @@ class Settings:
     max_kills: int = 3
     save_kill_share: float = 0.5
     launch_timeout: float = 180.0
+    code: Path = REPO  # what the launches import; run_harness points it at a snapshot
 
 
 @dataclass
@@ -84,19 +87,29 @@ class TrialResult:
     mismatches: List[str] = field(default_factory=list)
 
 
+def snapshot_code(workdir: Path) -> Path:
+    """Copy what the training runs import; every launch of this benchmark uses the copy."""
+    code = workdir / "code"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for rel in ("engine", "ds_configs", "tests/assets/toy"):
+        shutil.copytree(REPO / rel, code / rel, ignore=ignore)
+    return code
+
+
 def train_cmd(out: Path, s: Settings, resume: bool) -> List[str]:
+    toy = s.code / "tests" / "assets" / "toy"
     return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={WORLD}", f"--master_port={free_port()}",
-            str(TOY / "train.py"), "--config-file", str(TOY / "cfg.py"), *(["--resume"] if resume else []),
+            str(toy / "train.py"), "--config-file", str(toy / "cfg.py"), *(["--resume"] if resume else []),
             "--opts", "output_dir", str(out), "solver.max_iter", str(s.steps),
             "solver.checkpoint_period", str(s.period), "solver.max_keep", str(s.max_keep)]
 
 
 def start(out: Path, s: Settings, resume: bool, log: Path, delay: float) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONUNBUFFERED="1", **{FAULT_SAVE_DELAY_ENV: str(delay)})
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(s.code), **{FAULT_SAVE_DELAY_ENV: str(delay)})
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT"):
         env.pop(key, None)
     with open(log, "w") as f:
-        return subprocess.Popen(train_cmd(out, s, resume), cwd=str(REPO), env=env, stdout=f,
+        return subprocess.Popen(train_cmd(out, s, resume), cwd=str(s.code), env=env, stdout=f,
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -148,8 +161,16 @@ def wait_for_text(proc: subprocess.Popen, log: Path, text: str, timeout: float) 
     return False
 
 
+@dataclass
+class Pace:
+    """Seconds of training in a launch from step 0, re-estimated when a launch ends before its kill
+    (the machine got faster than during the reference run)."""
+
+    train_seconds: float
+
+
 def run_launch(out: Path, s: Settings, resume: bool, log: Path, rng: random.Random, kill: bool,
-               train_seconds: float, result: TrialResult) -> Optional[int]:
+               pace: Pace, result: TrialResult) -> Optional[int]:
     """One launch, killed (if ``kill``) at a random moment; returns the exit code, None when killed."""
     root = out / "checkpoints"
     before = {t for t in layout.list_tags(str(root)) if not (root / t / layout.MARKER).exists()}
@@ -159,16 +180,18 @@ def run_launch(out: Path, s: Settings, resume: bool, log: Path, rng: random.Rand
             return proc.wait(timeout=s.launch_timeout)
         if not wait_for_text(proc, log, TRAINING_STARTED, s.launch_timeout):
             return proc.wait(timeout=s.launch_timeout)
-        at_save = rng.random() < s.save_kill_share
-        deadline = time.monotonic() + rng.uniform(0, train_seconds * (0.7 if at_save else 1.0))
+        at_save, started = rng.random() < s.save_kill_share, time.monotonic()
+        deadline = started + rng.uniform(0, pace.train_seconds * (0.7 if at_save else 1.0))
         while time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.005)
         if at_save:
             while proc.poll() is None and not in_progress(root, before):
                 time.sleep(0.002)
             time.sleep(rng.uniform(0, 3 * s.save_delay))
-        if proc.poll() is not None:
-            return proc.returncode  # finished before the kill
+        if proc.poll() is not None:  # finished before the kill
+            if not resume:
+                pace.train_seconds = min(pace.train_seconds, 0.9 * (time.monotonic() - started))
+            return proc.returncode
         during = bool(in_progress(root, before))
         kill_job(proc)
         result.kills += 1
@@ -198,15 +221,23 @@ def check_resume(log: Path, root: Path, expected: Optional[str], result: TrialRe
         result.bad_resumes.append(f"resumed from {found.group(1)}, the newest complete tag was {expected}")
 
 
-def run_trial(workdir: Path, s: Settings, rng: random.Random, train_seconds: float) -> TrialResult:
-    """Kill up to ``max_kills`` times (fewer when a launch finishes first), then run to the end."""
+def run_trial(workdir: Path, s: Settings, rng: random.Random, pace: Pace) -> TrialResult:
+    """Kill up to ``max_kills`` times (fewer when a launch finishes first), then run to the end.
+
+    A trial whose first launch finished before its kill starts over (up to 3 times) with the
+    shorter training time it observed, so that trials are not wasted on a machine that sped up.
+    """
     result = TrialResult()
     out, root = workdir / "out", workdir / "out" / "checkpoints"
-    kills_left, launch = rng.randint(1, s.max_kills), 0
+    kills_left, launch, attempts = rng.randint(1, s.max_kills), 0, 1
     while True:
         log = workdir / f"launch{launch}.log"
         expected = (complete_now(root) or [None])[0] if launch else None
-        code = run_launch(out, s, launch > 0, log, rng, kills_left > 0, train_seconds, result)
+        code = run_launch(out, s, launch > 0, log, rng, kills_left > 0, pace, result)
+        if code == 0 and launch == 0 and attempts < 3:
+            shutil.rmtree(out, ignore_errors=True)
+            attempts += 1
+            continue
         if launch:
             check_resume(log, root, expected, result)
         if code is not None:
@@ -233,13 +264,14 @@ def reference_run(workdir: Path, s: Settings) -> float:
     return time.monotonic() - started + saves * 3 * s.save_delay
 
 
-def _tensors(obj, prefix: str = "") -> Dict[str, "torch.Tensor"]:  # noqa: F821
+def _tensors(obj: Any, prefix: str = "") -> Dict[str, Any]:
+    """Every tensor inside a nested checkpoint object, by path."""
     import torch
 
     if isinstance(obj, torch.Tensor):
         return {prefix: obj}
     items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
-    found: Dict[str, torch.Tensor] = {}
+    found: Dict[str, Any] = {}
     for key, value in items:
         found.update(_tensors(value, f"{prefix}/{key}"))
     return found
@@ -289,16 +321,17 @@ def record_diffs(reference: Path, run: Path, s: Settings, resumed_at: int) -> Li
 def run_harness(trials: int, s: Settings, seed: int, workdir: Path, echo=print) -> List[TrialResult]:
     """The reference run, then ``trials`` kill-and-resume trials, each compared with it."""
     rng = random.Random(seed)
+    s = dataclasses.replace(s, code=snapshot_code(workdir))
     ref = workdir / "reference"
     ref.mkdir(parents=True, exist_ok=True)
-    train_seconds = reference_run(ref, s)
-    echo(f"reference: {s.steps} steps, training ~{train_seconds:.1f}s with save delays")
+    pace = Pace(reference_run(ref, s))
+    echo(f"reference: {s.steps} steps, training ~{pace.train_seconds:.1f}s with save delays")
     results = []
     for i in range(trials):
         trial_dir = workdir / f"trial{i:02d}"
         trial_dir.mkdir()
         start_t = time.monotonic()
-        r = run_trial(trial_dir, s, rng, train_seconds)
+        r = run_trial(trial_dir, s, rng, pace)
         if not r.mismatches:
             r.mismatches = compare(ref / "out", trial_dir / "out", s, r.resumed_at[-1] if r.resumed_at else 0)
         results.append(r)
@@ -337,7 +370,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     s = Settings(steps=args.steps, period=args.period, max_kills=args.max_kills, save_delay=args.save_delay)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fault_injection_"))
     start_t = time.monotonic()
-    results = run_harness(args.trials, s, args.seed, workdir)
+    results = run_harness(args.trials, s, args.seed, workdir, echo=lambda line: print(line, flush=True))
     totals = summary(results)
     print(" ".join(f"{k} {v}" for k, v in totals.items()) + f"  ({time.monotonic() - start_t:.0f}s)")
     if args.workdir is None and not totals["mismatches"] and not totals["bad_resumes"]:

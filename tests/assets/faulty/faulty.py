@@ -36,11 +36,17 @@ def fault(kinds):
     return kind, int(rank), int(step)
 
 
+def announce(kind):
+    """The moment of the fault, for the tests' fault-to-exit timing."""
+    print(f"FAULT {kind} at {time.time():.3f}", flush=True)
+
+
 @BUILD_DATASET_REGISTRY.register()
 class FaultyRegression(toy.ToyRegression):
     def __getitem__(self, index):
         found = fault(("worker_crash", "worker_hang", "worker_raise"))
         if found and get_worker_info() is not None:
+            announce(found[0])
             if found[0] == "worker_crash":
                 os.kill(os.getpid(), signal.SIGKILL)
             if found[0] == "worker_hang":
@@ -59,6 +65,7 @@ class FaultyModel(toy.ToyModel):
         found = fault(("raise", "kill", "hang"))
         if found and found[2] == self.steps_run:
             kind, rank, step = found
+            announce(kind)
             if kind == "raise":
                 raise ValueError(f"faulty model: rank {comm.get_rank()} fails at step {step}")
             if kind == "kill":
