@@ -171,6 +171,10 @@ def _derive_clipping(ds: Dict[str, Any], clip: Mapping[str, Any], origin, where:
     if clip["enabled"] and clip["clip_type"] == "norm":
         _set_once(ds, "gradient_clipping", float(clip["clip_value"]), origin("gradient_clipping"),
                   f"{where}.clip_gradients.clip_value")
+    else:
+        # DeepSpeed's own default is 1.0 (runtime/constants.py): without this, "no clipping"
+        # would silently clip the global norm at 1; 0.0 is DeepSpeed's "off"
+        ds.setdefault("gradient_clipping", 0.0)
 
 
 def _derive_optimizer(ds: Dict[str, Any], spec: Mapping[str, Any], origin, device: str, where: str) -> None:

@@ -59,7 +59,8 @@ def test_clipping_by_norm_becomes_gradient_clipping():
     ds = derive({"solver": {"generator": {"clip_gradients": {"enabled": True, "clip_value": 2.5}}}})
     assert ds["gradient_clipping"] == 2.5
     by_value = derive({"solver": {"generator": {"clip_gradients": {"enabled": True, "clip_type": "value"}}}})
-    assert "gradient_clipping" not in by_value
+    assert by_value["gradient_clipping"] == 0.0  # explicitly off: DeepSpeed's own default would clip at 1.0
+    assert derive()["gradient_clipping"] == 0.0
 
 
 @pytest.mark.parametrize("override,message", [
