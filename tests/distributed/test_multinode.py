@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from engine.schedule.launch import free_port
-from tests.helpers import DIGITS, REPO, run_cli
+from tests.helpers import DIGITS, REPO, kill_tree, run_cli
 
 
 def launch_two_nodes(tmp_path, output_dir, extra_opts, resume=False):
@@ -30,10 +30,7 @@ def launch_two_nodes(tmp_path, output_dir, extra_opts, resume=False):
         out1, _ = node1.communicate(timeout=60)
     finally:
         if node1.poll() is None:
-            import os
-            import signal
-
-            os.killpg(node1.pid, signal.SIGKILL)
+            kill_tree(node1.pid)
             node1.communicate()
     return node0, node1.returncode, out1
 
