@@ -45,6 +45,7 @@ if __name__ == "__main__":
     BaseScheduler().schedule()
 '''
 TIED_NET = '''
+from torch import nn
 
 class TiedNet(nn.Module):
     """enc and dec share one weight (tied); the head is separate."""
