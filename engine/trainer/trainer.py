@@ -178,20 +178,23 @@ class BaseTrainer:
     def evaluate(self, model: Any, data_loader: Any) -> Dict[str, float]:
         """Metrics over the whole validation set (gathered across ranks); override for your own.
 
-        The default reports the mean of what ``run_step`` returns, without stepping.
+        The default reports the mean of what ``run_step`` returns, without stepping, each
+        batch weighted by its number of samples: a per-sample mean that does not depend on how
+        the set was split into batches and ranks.
         """
         sums: Dict[str, torch.Tensor] = {}
         count = torch.zeros(())
         images: Dict[str, torch.Tensor] = {}
         for batch, weight in iterate_evenly(data_loader):
             loss, scalars = split_step_output(model.eval_step(batch), type(model).__name__)  # pipeline-aware
+            samples = weight * batch_size(batch)
             for name, value in dict(scalars, loss=loss).items():
                 if isinstance(value, torch.Tensor) and value.dim() >= 3:  # images: the last batch is shown
                     images[name] = value
                     continue
-                value = torch.as_tensor(value, dtype=torch.float64).detach().cpu() * weight
+                value = torch.as_tensor(value, dtype=torch.float64).detach().cpu() * samples
                 sums[name] = sums.get(name, 0.0) + value
-            count += weight
+            count += samples
         return dict({f"val/{k}": v for k, v in reduce_mean(sums, count).items()},
                     **{f"val/{k}": v for k, v in images.items()})
 
@@ -252,6 +255,16 @@ class BaseTrainer:
         from engine.checkpoint.resume import resume_or_load
 
         resume_or_load(self, resume)
+
+
+def batch_size(batch: Any) -> int:
+    """Samples in a collated batch: the leading size of its first tensor (1 if it holds none)."""
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.dim() else 1
+    children = list(batch.values()) if isinstance(batch, Mapping) else list(batch) if isinstance(batch, (list, tuple)) else []
+    tensors = [c for c in children if isinstance(c, torch.Tensor)]
+    nested = [c for c in children if isinstance(c, (Mapping, list, tuple))]
+    return batch_size(tensors[0]) if tensors else batch_size(nested[0]) if nested else 1
 
 
 def iterate_evenly(data_loader: Any) -> Iterator:

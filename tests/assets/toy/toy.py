@@ -82,4 +82,5 @@ class ToyTrainer(BaseTrainer):
         path = os.path.join(self.cfg.OUTPUT_DIR, f"record_rank{comm.get_rank()}.json")
         with open(path, "w") as f:
             json.dump({"seen": self.model.seen, "losses": self.losses, "weight_sums": self.weight_sums,
+                       "metrics": self.latest_metrics,
                        "world_size": comm.get_world_size(), "lr": self.model.learning_rates()}, f)
