@@ -76,6 +76,7 @@ DEFAULTS = Section(
                 "val_data_set": Open("validation data set, same form (optional)", required_keys=("name",)),
                 "test_data_set": Open("test data set, same form (optional; defaults to the validation set)", required_keys=("name",)),
                 "group_sampler": Field(False, _BOOL, "batch landscape and portrait images separately (dataset gives aspect_ratios, get_aspect_ratio(i) or get_results(i))"),
+                "seed_per_sample": Field(True, _BOOL, "seed the RNGs from (seed, epoch, rank, position) before each training sample: augmentations repeat exactly on resume, whatever num_workers (costs ~20 µs a sample)"),
                 "pin_memory": Field(False, _BOOL, "pin host memory of batches (useful on GPU)"),
                 "timeout": Field(0.0, _FLOAT, "seconds to wait for a batch from workers before failing (0: no limit)", minimum=0.0),
             }

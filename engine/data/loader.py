@@ -88,8 +88,11 @@ class SeededDataset(Dataset):
     loading data does not shift dropout or other training randomness.
     """
 
-    def __init__(self, dataset: Dataset) -> None:
+    def __init__(self, dataset: Dataset, seed_per_sample: bool = True) -> None:
         self.dataset = dataset
+        # off: the indices pass through unseeded (cheaper; augmentations then follow whatever
+        # RNG state the process or worker has, so a resumed run no longer repeats them exactly)
+        self.seed_per_sample = seed_per_sample
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -99,6 +102,8 @@ class SeededDataset(Dataset):
 
     def __getitems__(self, items: List[Tuple[int, int]]) -> List[Any]:
         """A whole micro-batch (DataLoader calls this when it exists): RNG states saved once per batch."""
+        if not self.seed_per_sample:
+            return [self.dataset[index] for index, _ in items]
         saved = None if get_worker_info() is not None else _capture_rng()
         try:
             samples = []
@@ -136,10 +141,10 @@ def _restore_rng(saved: tuple) -> None:
 
 def build_train_loader(dataset: Dataset, sampler: TrainingSampler, *, micro_batch: int, num_workers: int,
                        collate_fn: Optional[Callable] = None, pin_memory: bool = False, timeout: float = 0.0,
-                       seed: int = 0) -> DataLoader:
+                       seed: int = 0, seed_per_sample: bool = True) -> DataLoader:
     """An endless loader of micro-batches in sampler order."""
     return DataLoader(
-        SeededDataset(dataset), batch_size=micro_batch, sampler=sampler, num_workers=num_workers,
+        SeededDataset(dataset, seed_per_sample), batch_size=micro_batch, sampler=sampler, num_workers=num_workers,
         collate_fn=collate_fn, pin_memory=pin_memory, drop_last=True, timeout=timeout,
         persistent_workers=num_workers > 0, worker_init_fn=worker_init_fn,
         # workers' base seeds come from this generator, not from the global RNG, so creating

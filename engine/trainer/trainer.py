@@ -204,7 +204,7 @@ class BaseTrainer:
         return build_train_loader(
             self.train_dataset, self.sampler, micro_batch=self.micro_batch, num_workers=data.NUM_WORKERS,
             collate_fn=self.collate_fn, pin_memory=data.PIN_MEMORY, timeout=data.TIMEOUT,
-            seed=self.cfg.SEED + self.dp_rank,
+            seed=self.cfg.SEED + self.dp_rank, seed_per_sample=data.SEED_PER_SAMPLE,
         )
 
     def _inference_loader(self, dataset: Any, batch_size: int) -> Any:

@@ -90,3 +90,15 @@ def test_batches_loaded_in_the_main_process_leave_training_rng_untouched():
     single = SeededDataset(NoisyDataset())
     first = list(itertools.islice(iter(sampler), 4))
     assert torch.equal(torch.stack([single[item] for item in first]), batches[0])
+
+
+def test_seed_per_sample_off_passes_indices_through_unseeded():
+    sampler = TrainingSampler(24, rank=0, world_size=1, samples_per_step=4, seed=1)
+    loader = build_train_loader(NoisyDataset(), sampler, micro_batch=4, num_workers=0, seed=0, seed_per_sample=False)
+    np.random.seed(3)
+    first = next(iter(loader))
+    np.random.seed(3)
+    second = next(iter(loader))
+    assert torch.equal(first[:, :2], second[:, :2])  # the numpy draw follows the process RNG
+    np.random.seed(4)
+    assert not torch.equal(next(iter(loader))[:, 1], first[:, 1])
