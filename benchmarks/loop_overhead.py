@@ -262,8 +262,6 @@ def worker(args: argparse.Namespace) -> None:
     from engine.schedule import launch
     from engine.schedule.ds_config import build_ds_config
 
-    if args.loader_patch:
-        _patch_loader_seeding()
     info = launch.read_launch_env()
     device = launch.select_device("auto")
     launch.configure_threads(info)
@@ -311,47 +309,6 @@ def worker(args: argparse.Namespace) -> None:
     launch.shutdown_distributed(barrier=True)
 
 
-def _patch_loader_seeding() -> None:
-    """What-if for ``engine.data.loader.SeededDataset`` (not applied to the package; measured here).
-
-    As is, every sample in the main process saves and restores python, numpy and torch RNG
-    states and calls ``torch.manual_seed``; the latter also seeds every CUDA device and,
-    before CUDA is initialised (always on a CPU machine), queues that call together with a
-    ``traceback.format_stack()``. Measured under load here: ~600 µs per sample. The patch
-    saves/restores once per batch (``__getitems__``, which DataLoader calls when present)
-    and seeds only torch's CPU generator per sample.
-    """
-    import random
-
-    import numpy as np
-    from torch.utils.data import get_worker_info
-
-    from engine.data import loader
-
-    def seed_all(seed: int) -> None:
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.default_generator.manual_seed(seed)
-
-    def getitems(self: Any, items: List[Tuple[int, int]]) -> List[Any]:
-        if get_worker_info() is not None:
-            return [self[item] for item in items]
-        saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
-        try:
-            out = []
-            for index, seed in items:
-                seed_all(seed)
-                out.append(self.dataset[index])
-            return out
-        finally:
-            random.setstate(saved[0])
-            np.random.set_state(saved[1])
-            torch.set_rng_state(saved[2])
-
-    loader._seed_all = seed_all
-    loader.SeededDataset.__getitems__ = getitems
-
-
 def _ratio(runs: Dict[str, Any], clock: str = "wall") -> float:
     return statistics.median(runs["framework"][clock]) / statistics.median(runs["hand"][clock])
 
@@ -377,8 +334,6 @@ def main() -> None:
     parser.add_argument("--zero", default="zero2", help="DeepSpeed template of both loops")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per rank (0: engine's share of the cores)")
     parser.add_argument("--profile", action="store_true", help="cProfile the first framework run on rank 0")
-    parser.add_argument("--loader-patch", action="store_true",
-                        help="what-if: per-batch RNG save/restore in the data loader (see _patch_loader_seeding)")
     parser.add_argument("--opts", nargs="*", default=[], help="config KEY VALUE overrides for both loops "
                         "(e.g. trainer.tensorboard False, to see what one hook costs)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -392,7 +347,7 @@ def main() -> None:
 
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; {args.runs} runs × {args.steps} "
           f"steps each, warm-up {args.warmup}, batch {args.batch}/rank, {args.zero}, {args.threads or 'default'} thread(s)/rank"
-          + ("; WHAT-IF loader patch applied" if args.loader_patch else ""))
+          )
     rows = []
     for world in (int(w) for w in args.world_sizes.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
@@ -401,7 +356,7 @@ def main() -> None:
                    f"--master_port={free_port()}", os.path.abspath(__file__), "--worker", "--result", result,
                    "--output-dir", os.path.join(tmp, "out"), "--runs", str(args.runs), "--steps", str(args.steps),
                    "--warmup", str(args.warmup), "--batch", str(args.batch), "--zero", args.zero, "--threads", str(args.threads),
-                   *(["--profile"] if args.profile else []), *(["--loader-patch"] if args.loader_patch else []), "--opts", *args.opts]
+                   *(["--profile"] if args.profile else []), "--opts", *args.opts]
             env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
             proc = subprocess.run(cmd, env=env, stdout=None if args.profile else subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True, timeout=1800)
