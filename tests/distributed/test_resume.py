@@ -104,7 +104,7 @@ def zero3_padding_mask(weights, world_size, key):
     return torch.tensor(mask, dtype=torch.bool)
 
 
-CASES = [(2, 0, 0), (2, 2, 2), (2, 3, 0), (1, 2, 0)]
+CASES = [(2, 0, 0), (2, 1, 0), (2, 2, 2), (2, 3, 0), (1, 2, 0)]
 
 
 @pytest.mark.slow
