@@ -20,7 +20,6 @@ import math
 import os
 import random
 import sys
-import tempfile
 from typing import Any, Dict, List, Optional, Sequence
 
 import cv2
@@ -29,6 +28,8 @@ import numpy as np
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
+
+from engine.utils.fileio import atomic_write_bytes  # noqa: E402  (after the repo is on the path)
 
 #: fixed distinct colours (BGR) for mask labels, boxes and points
 PALETTE = np.array([
@@ -179,17 +180,7 @@ def write_png(path: str, image: np.ndarray) -> None:
     ok, data = cv2.imencode(".png", image)
     if not ok:
         raise RuntimeError(f"could not encode {path}")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".visualize-", suffix=".png", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write_bytes(path, data.tobytes())
 
 
 def main(argv: Sequence[str]) -> int:

@@ -29,6 +29,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 import torch
 
 from engine.checkpoint import layout
+from engine.utils.fileio import atomic_write, atomic_write_text
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 FORMATS = {"safetensors": ".safetensors", "pt": ".pt"}
@@ -211,21 +212,15 @@ def write_safetensors_streaming(entries: Mapping[str, Any], path: str, dtype: to
 def _write_file(entries: Mapping[str, Any], path: str, fmt: str, metadata: Dict[str, str],
                 dtype: torch.dtype) -> None:
     """Temp file, fsync, rename: a crash never leaves half a file under the final name."""
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp.{os.getpid()}")
-    try:
+
+    def write(tmp: str) -> None:
         if fmt == "safetensors":
             write_safetensors_streaming(entries, tmp, dtype, metadata)
         else:  # torch.save needs the shard whole: one shard in memory at a time
-            tensors = {name: _materialise(value, dtype) for name, value in entries.items()}
-            torch.save({"state_dict": tensors, "meta": metadata}, tmp)
-            del tensors
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+            torch.save({"state_dict": {name: _materialise(value, dtype) for name, value in entries.items()},
+                        "meta": metadata}, tmp)
+
+    atomic_write(path, write)
 
 
 def output_paths(out: str, fmt: str, count: int) -> Tuple[List[str], Optional[str]]:
@@ -262,12 +257,7 @@ def write_export(state: Mapping[str, Any], out: str, *, fmt: str = "safetensors"
     if index is None:
         return files
     body = {"metadata": dict(meta, total_size=total, tied=tied), "weight_map": weight_map}
-    tmp = index + f".tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(body, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, index)  # written last: the index says the shard set is whole
+    atomic_write_text(index, json.dumps(body, indent=2))  # written last: the index says the shard set is whole
     return files + [index]
 
 
