@@ -85,6 +85,19 @@ def lazy_state(tag_dir: str, network: str) -> Dict[str, Any]:
     info = _checked_marker(tag_dir)
     if network not in info.get("engines", []):
         raise ExportError(f"{tag_dir} has no network {network!r}; it holds {info.get('engines')}")
+    pieces = info.get("export", {}).get(network, {})
+    if "pipeline_key_map" in pieces:  # one file per layer, under pipeline keys
+        from engine.model.pipeline import pipeline_state_dict
+
+        return pipeline_state_dict(os.path.join(tag_dir, network), pieces["pipeline_key_map"])
+    if "tp_specs" in pieces:  # each tensor-parallel rank holds column/row shards of the weights
+        from engine.model.tensor_parallel import merge_tp_shards
+
+        if int(info.get("zero_stage", 0)) == 3:
+            raise ExportError(f"{tag_dir}: exporting tensor-parallel ZeRO-3 checkpoints is not supported")
+        shards = [torch.load(os.path.join(tag_dir, network, f"mp_rank_{rank:02d}_model_states.pt"), map_location="cpu",
+                             weights_only=False)["module"] for rank in range(int(pieces["tp_size"]))]
+        return merge_tp_shards(shards, pieces["tp_specs"])
     if int(info.get("zero_stage", 0)) == 0:
         model_file = os.path.join(tag_dir, network, "mp_rank_00_model_states.pt")
         return dict(torch.load(model_file, map_location="cpu", weights_only=False, mmap=True)["module"])

@@ -132,7 +132,9 @@ def save_checkpoint(trainer: Any, step: int, group: Any = None, *, tag: Optional
         layout.write_marker(tag_dir, {
             "tag": tag, "iteration": step, "world_size": comm.get_world_size(),
             "engines": sorted(trainer.model.engines), "zero_stage": _zero_stage(trainer),
-            "ema": getattr(trainer.model, "ema", None) is not None, **(marker_extra or {}),
+            "ema": getattr(trainer.model, "ema", None) is not None,
+            "export": trainer.model.export_layout() if hasattr(trainer.model, "export_layout") else {},
+            **(marker_extra or {}),
         })
         _fault_pause()
         if layout.tag_step(tag) is not None:

@@ -15,7 +15,7 @@ from engine.model.engine_wrap import StepOutcome, backward_step, wrap_network
 from engine.schedule.ds_config import build_ds_config
 from engine.model.zero_init import construction_context  # zero_init
 from engine.model import pipeline as pipe  # pipeline
-from engine.model.tensor_parallel import with_network_specs  # tensor parallel
+from engine.model.tensor_parallel import autotp_size, layer_specs, with_network_specs  # tensor parallel
 from engine.model.activation_checkpointing import activation_checkpointing_requested, apply_activation_checkpointing
 
 
@@ -133,6 +133,19 @@ class BaseModel:
             self.ema.reset()
             return
         self.ema.load_state_dict(state["ema"])
+
+    def export_layout(self) -> Dict[str, Dict[str, Any]]:
+        """Per engine, how a checkpoint saved in pieces becomes one network again (for convert_ckpt).
+
+        Pipeline stages save one file per layer under pipeline keys; tensor-parallel ranks
+        save column/row shards. Recorded in each tag's marker, so export needs no network.
+        """
+        if self.pipeline is not None:
+            return {"generator": {"pipeline_key_map": dict(self.pipeline_key_map)}}
+        size = autotp_size(self.ds_config)
+        if size > 1:
+            return {"generator": {"tp_size": size, "tp_specs": [dict(s) for s in layer_specs(self.ds_config)]}}
+        return {}
 
     @property
     def engines(self) -> Dict[str, Any]:

@@ -5,11 +5,15 @@ The same network, data and seed: the pipelined run's losses must equal the plain
 files of its checkpoint must load with ``strict=True`` into the plain network.
 """
 
-import torch
+import sys
+
 import pytest
+import torch
 
 from engine.model.pipeline import layer_key_map, pipeline_state_dict
+from engine.checkpoint.export import read_exported
 from tests.distributed.test_large_zero3 import run_large
+from tests.helpers import REPO, run_cli
 
 COMMON = ("solver.gradient_accumulation_batch", "2", "solver.max_iter", "10")
 PIPE = ("deepspeed.pipeline", "{'stages': 2, 'partition_method': 'uniform', 'micro_batches': 2}")
@@ -39,6 +43,14 @@ def test_pipeline_matches_plain_run_resumes_and_exports(tmp_path):
     state = pipeline_state_dict(str(out / "checkpoints" / "iter_0000010" / "generator"), layer_key_map(network))
     network.load_state_dict(state, strict=True)
     assert not torch.equal(state["head.weight"], large.DeepMLP(dim=8, hidden=32, depth=4).head.weight)
+
+    # the export tool needs no network: the tag's marker records the pipeline's key map
+    exported = tmp_path / "pipe.safetensors"
+    result = run_cli([sys.executable, str(REPO / "tools" / "convert_ckpt.py"), str(out), str(exported)], timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:]
+    fresh = large.DeepMLP(dim=8, hidden=32, depth=4)
+    fresh.load_state_dict(read_exported(str(exported)), strict=True)
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in state.items())
 
 
 def test_pipeline_config_checks_and_data_layout():

@@ -7,11 +7,15 @@ checkpoint shards merge into a state dict that loads with ``strict=True`` and eq
 plain run's final weights.
 """
 
+import sys
+
 import pytest
 import torch
 
+from engine.checkpoint.export import read_exported
 from engine.model.tensor_parallel import merge_tp_shards
 from tests.distributed.test_large_zero3 import run_large
+from tests.helpers import REPO, run_cli
 
 COMMON = ("deepspeed.config", "zero1", "solver.max_iter", "8")
 
@@ -39,6 +43,15 @@ def test_tensor_parallel_matches_plain_run_and_exports(tmp_path):
     network.load_state_dict(merged, strict=True)
     for key, value in module_state("plain", 0).items():
         assert torch.allclose(merged[key], value, rtol=1e-4, atol=1e-6), key
+
+    # the export tool merges the shards by the specs recorded in the tag's marker
+    exported = tmp_path / "tp.safetensors"
+    result = run_cli([sys.executable, str(REPO / "tools" / "convert_ckpt.py"), str(tmp_path / "tp"), str(exported)],
+                     timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:]
+    state = read_exported(str(exported))
+    network.load_state_dict(state, strict=True)
+    assert all(torch.equal(state[k], v) for k, v in merged.items())
 
 
 def test_network_specs_fill_only_a_missing_partition_config():
