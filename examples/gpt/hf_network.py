@@ -1,0 +1,36 @@
+"""A user's existing Hugging Face model as an engine network: GPT-2 built from a config, no download.
+
+Registering a thin wrapper is all it takes: ``forward(ids) -> logits`` matches what the
+example's model bundle expects, so the same configs (ZeRO stages, offload) run it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from engine.model.build import BUILD_NETWORK_REGISTRY
+
+
+@BUILD_NETWORK_REGISTRY.register()
+class HFCausalLM(nn.Module):
+    """``transformers.GPT2LMHeadModel`` from ``GPT2Config(**config)``: random weights, nothing fetched.
+
+    Args:
+        config: GPT2Config keyword arguments (vocab_size, n_positions, n_embd, n_layer, n_head, ...).
+    """
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__()
+        try:
+            from transformers import GPT2Config, GPT2LMHeadModel
+        except ImportError as exc:  # optional dependency of the example only
+            raise ImportError("HFCausalLM needs the transformers package: pip install transformers") from exc
+        config.setdefault("bos_token_id", None)  # GPT-2's defaults point past a byte vocabulary
+        config.setdefault("eos_token_id", None)
+        self.model = GPT2LMHeadModel(GPT2Config(**config))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=ids).logits
