@@ -1,4 +1,4 @@
-"""The GPT example trains on 2 ranks with tensor parallel and prints a sample (a short run)."""
+"""The GPT example on 2 ranks: tensor parallel, and a Hugging Face network under ZeRO-3 (short runs)."""
 
 import pytest
 
@@ -8,29 +8,30 @@ from tests.helpers import REPO, launcher_cmd, run_cli
 GPT = REPO / "examples" / "gpt"
 
 
-@pytest.mark.slow
-def test_gpt_example_tensor_parallel_trains_and_samples(tmp_path):
+def run_gpt(tmp_path, config, timeout):
+    """30 steps of ``config`` on 2 ranks; returns the output and the losses logged at steps 10/20/30."""
     cmd = launcher_cmd("torchrun", GPT / "train.py", 2, free_port()) + [
-        "--config-file", str(GPT / "configs" / "tp.py"), "--opts", "output_dir", str(tmp_path),
+        "--config-file", str(GPT / "configs" / config), "--opts", "output_dir", str(tmp_path),
         "solver.max_iter", "30", "solver.eval_period", "30", "trainer.log_period", "10",
         "dataloader.train_data_set.limit", "60000"]
-    result = run_cli(cmd, timeout=150, env={"OMP_NUM_THREADS": "1"})
+    result = run_cli(cmd, timeout=timeout, env={"OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stdout[-4000:]
-    losses = [float(line.split("loss ")[1].split()[0]) for line in result.stdout.splitlines() if " loss " in line and "step " in line]
-    assert len(losses) == 3 and losses[-1] < losses[0] - 0.5, losses
     assert "sample:\ndef " in result.stdout
+    losses = [float(line.split("loss ")[1].split()[0]) for line in result.stdout.splitlines()
+              if " loss " in line and "step " in line]
+    assert len(losses) == 3, losses
+    return result.stdout, losses
+
+
+@pytest.mark.slow
+def test_gpt_example_tensor_parallel_trains_and_samples(tmp_path):
+    _, losses = run_gpt(tmp_path, "tp.py", timeout=150)
+    assert losses[-1] < losses[0] - 0.5, losses
 
 
 @pytest.mark.slow
 def test_a_hugging_face_network_plugs_in_under_zero3(tmp_path):
     pytest.importorskip("transformers", reason="the Hugging Face example network needs transformers (test extra)")
-    cmd = launcher_cmd("torchrun", GPT / "train.py", 2, free_port()) + [
-        "--config-file", str(GPT / "configs" / "hf_zero3.py"), "--opts", "output_dir", str(tmp_path),
-        "solver.max_iter", "30", "solver.eval_period", "30", "trainer.log_period", "10",
-        "dataloader.train_data_set.limit", "60000"]
-    result = run_cli(cmd, timeout=180, env={"OMP_NUM_THREADS": "1"})
-    assert result.returncode == 0, result.stdout[-4000:]
-    assert "ZeRO stage 3" in result.stdout
-    losses = [float(line.split("loss ")[1].split()[0]) for line in result.stdout.splitlines() if " loss " in line and "step " in line]
-    assert len(losses) == 3 and losses[-1] < losses[0], losses
-    assert "sample:\ndef " in result.stdout
+    output, losses = run_gpt(tmp_path, "hf_zero3.py", timeout=180)
+    assert "ZeRO stage 3" in output
+    assert losses[-1] < losses[0], losses

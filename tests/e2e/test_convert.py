@@ -10,36 +10,10 @@ from engine.checkpoint import layout
 from engine.schedule.launch import free_port
 from tests.helpers import REPO, TOY, launcher_cmd, run_cli
 
-DUMP_TRAIN = f'''
-import os, sys
-import deepspeed
-import torch
-sys.path.insert(0, {str(TOY)!r})
-import toy
-from engine import comm
-from engine.trainer.build import BUILD_TRAINER_REGISTRY
-from engine.schedule.scheduler import BaseScheduler
-
-@BUILD_TRAINER_REGISTRY.register()
-class DumpTrainer(toy.ToyTrainer):
-    """Also writes the live generator weights, gathered, to output_dir/live.pt."""
-    def after_loop(self):
-        super().after_loop()
-        net = self.model.g_model.module
-        with deepspeed.zero.GatheredParameters(list(net.parameters())):
-            state = {{k: v.detach().clone().float() for k, v in net.state_dict().items()}}
-        if comm.get_rank() == 0:
-            torch.save(state, os.path.join(self.cfg.OUTPUT_DIR, "live.pt"))
-
-if __name__ == "__main__":
-    BaseScheduler().schedule()
-'''
 
 
-def train(tmp_path, out, stage, *opts):
-    script = tmp_path / "dump_train.py"
-    script.write_text(DUMP_TRAIN)
-    cmd = launcher_cmd("torchrun", script, 2, free_port()) + [
+def train(out, stage, *opts):
+    cmd = launcher_cmd("torchrun", TOY / "train.py", 2, free_port()) + [
         "--config-file", str(TOY / "cfg.py"), "--opts", "output_dir", str(out), "trainer.name", "DumpTrainer",
         "deepspeed.config", f"zero{stage}", "solver.max_iter", "6", *opts,
     ]
@@ -55,7 +29,7 @@ def convert(*args):
 @pytest.mark.parametrize("stage", [2, 3])
 def test_export_equals_live_and_loads_back(tmp_path, stage):
     out = tmp_path / "run"
-    result = train(tmp_path, out, stage)
+    result = train(out, stage)
     assert result.returncode == 0, result.stdout[-3000:]
     exported = tmp_path / "g.safetensors"
     result = convert(out, "--out", exported)
@@ -66,7 +40,7 @@ def test_export_equals_live_and_loads_back(tmp_path, stage):
 
     if stage == 3:  # pretrained under ZeRO-3, strict, lr 0: the live weights are the file's
         again = tmp_path / "again"
-        result = train(tmp_path, again, 3, "trainer.weights", str(exported), "trainer.weights_strict", "True",
+        result = train(again, 3, "trainer.weights", str(exported), "trainer.weights_strict", "True",
                        "solver.max_iter", "1", "solver.generator.optimizer.params.lr", "0.0")
         assert result.returncode == 0, result.stdout[-3000:]
         assert "0 missing, 0 unexpected keys" in result.stdout
@@ -75,7 +49,7 @@ def test_export_equals_live_and_loads_back(tmp_path, stage):
 
         extra = tmp_path / "extra.safetensors"
         save_file(dict(weights, **{"head.weight": torch.zeros(2)}), str(extra))
-        result = train(tmp_path, tmp_path / "strict", 3, "trainer.weights", str(extra), "trainer.weights_strict", "True")
+        result = train(tmp_path / "strict", 3, "trainer.weights", str(extra), "trainer.weights_strict", "True")
         assert result.returncode != 0  # engine exits 2; torchrun reports any failure as 1
         assert "engine: error: trainer.weights:" in result.stdout and "does not match the network" in result.stdout and "head.weight" in result.stdout
 

@@ -18,28 +18,14 @@ from tests.helpers import REPO, TOY, launcher_cmd, run_cli
 
 TIED_TRAIN = f'''
 import os, sys
-import deepspeed
-import torch
 sys.path.insert(0, {str(TOY)!r})
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import toy
+import toy  # registers DumpTrainer, which writes the live weights to output_dir/live.pt
 from tied_net import TiedNet
-from engine import comm
 from engine.model.build import BUILD_NETWORK_REGISTRY
-from engine.trainer.build import BUILD_TRAINER_REGISTRY
 from engine.schedule.scheduler import BaseScheduler
 
 BUILD_NETWORK_REGISTRY.register()(TiedNet)
-
-@BUILD_TRAINER_REGISTRY.register()
-class DumpTrainer(toy.ToyTrainer):
-    def after_loop(self):
-        super().after_loop()
-        net = self.model.g_model.module
-        with deepspeed.zero.GatheredParameters(list(net.parameters())):
-            state = {{k: v.detach().clone().float() for k, v in net.state_dict().items()}}
-        if comm.get_rank() == 0:
-            torch.save(state, os.path.join(self.cfg.OUTPUT_DIR, "live.pt"))
 
 if __name__ == "__main__":
     BaseScheduler().schedule()

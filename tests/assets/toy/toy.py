@@ -84,3 +84,18 @@ class ToyTrainer(BaseTrainer):
             json.dump({"seen": self.model.seen, "losses": self.losses, "weight_sums": self.weight_sums,
                        "metrics": self.latest_metrics,
                        "world_size": comm.get_world_size(), "lr": self.model.learning_rates()}, f)
+
+
+@BUILD_TRAINER_REGISTRY.register()
+class DumpTrainer(ToyTrainer):
+    """Also writes the live generator weights, gathered, to output_dir/live.pt (export round-trip tests)."""
+
+    def after_loop(self):
+        import deepspeed
+
+        super().after_loop()
+        net = self.model.g_model.module
+        with deepspeed.zero.GatheredParameters(list(net.parameters())):
+            state = {k: v.detach().clone().float() for k, v in net.state_dict().items()}
+        if comm.get_rank() == 0:
+            torch.save(state, os.path.join(self.cfg.OUTPUT_DIR, "live.pt"))
