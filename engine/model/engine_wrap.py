@@ -12,6 +12,7 @@ from typing import Any, Mapping, Optional
 import torch
 
 from engine.schedule.ds_config import uses_client_optimizer
+from engine.model.precision import align_norm_buffers
 from engine.solver import build_optimizer, lr_scheduler_factory
 
 
@@ -53,6 +54,7 @@ def wrap_network(network: torch.nn.Module, solver: Mapping[str, Any], ds_config:
         config=_with_explicit_clipping(ds_config),
         dist_init_required=False,
     )
+    align_norm_buffers(engine.module, ds_config)  # fp16/bf16: BatchNorm running stats in the weights' dtype
     return WrappedNetwork(engine, ds_optimizer, lr_scheduler)
 
 

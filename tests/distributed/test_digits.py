@@ -30,3 +30,17 @@ def test_digits_two_processes(tmp_path, launcher, stage):
     accuracy = float(log.split("final validation accuracy ")[1].split(":")[0])
     assert accuracy >= 0.9, log[-2000:]
     assert (out / "digits.rank1.log").exists()
+
+
+@pytest.mark.timeout(200)
+def test_digits_bf16_one_process(tmp_path):
+    """bf16 casts the network, not its float inputs: the example feeds them through ``to_device`` and trains."""
+    out = tmp_path / "out"
+    cmd = ["python", str(DIGITS / "train.py"), "--config-file", str(DIGITS / "configs" / "digits.py"), "--opts",
+           "output_dir", str(out), "deepspeed.config", "zero1", "deepspeed.bf16", "{'enabled': True}",
+           "solver.max_iter", "150", "solver.eval_period", "150", "solver.generator.lr_scheduler.params.max_iter", "150"]
+    result = run_cli(cmd, timeout=180)
+    assert result.returncode == 0, result.stdout[-4000:]
+    log = (out / "digits.log").read_text()
+    assert "ZeRO stage 1, bf16" in log
+    assert float(log.split("final validation accuracy ")[1].split(":")[0]) >= 0.9, log[-2000:]

@@ -18,12 +18,12 @@ class DigitsModel(BaseModel):
         self.loss = LossKeyCompose(cfg.TRAINER.MODEL.LOSS)
 
     def run_step(self, data: Dict[str, torch.Tensor], *, epoch: Any = None, **kwargs: Any) -> Dict[str, torch.Tensor]:
-        images = data["input_data"].to(self.device, non_blocking=True)
-        targets = data["target_data"].to(self.device, non_blocking=True)
+        images = self.to_device(data["input_data"])
+        targets = self.to_device(data["target_data"])
         logits = self.g_model(images)
         loss = self.loss({"cls": [(logits, targets)]})
         accuracy = (logits.argmax(dim=1) == targets).float().mean()
         return {"loss": loss, "acc": accuracy}
 
     def generator(self, data: torch.Tensor) -> torch.Tensor:
-        return self.g_model(data.to(self.device, non_blocking=True))
+        return self.g_model(self.to_device(data))

@@ -18,9 +18,9 @@ class DigitsGan(BaseGanModel):
         self.z_dim = int(cfg.TRAINER.MODEL.GENERATOR.get("z_dim", 32))
 
     def run_step(self, data: Dict[str, torch.Tensor], *, epoch: Any = None, **kwargs: Any) -> Dict[str, torch.Tensor]:
-        real = data["input_data"].to(self.device, non_blocking=True)
-        labels = data["target_data"].to(self.device, non_blocking=True)
-        fake = self.g_model(torch.randn(len(real), self.z_dim, device=self.device), labels)
+        real = self.to_device(data["input_data"])
+        labels = self.to_device(data["target_data"])
+        fake = self.g_model(self.to_device(torch.randn(len(real), self.z_dim)), labels)
 
         real_logit = self.dmodel_forward(real, labels)
         fake_logit = self.dmodel_forward(fake.detach(), labels)
@@ -34,4 +34,4 @@ class DigitsGan(BaseGanModel):
 
     def generator(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Images for (noise, label); on EMA weights inside ``eval_context()`` or after ``disable_train()``."""
-        return self.g_model(z.to(self.device), labels.to(self.device))
+        return self.g_model(*self.to_device((z, labels)))
