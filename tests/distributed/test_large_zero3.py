@@ -54,3 +54,26 @@ def test_zero3_init_partitions_at_construction_and_loads_weights(tmp_path):
 def test_zero3_without_zero_init_builds_the_whole_model(tmp_path):
     records = run_large(tmp_path / "out", "deepspeed.zero_init", "False", "solver.max_iter", "2")
     assert all(full == local for full, local in records[0]["built"])
+
+
+@pytest.mark.slow
+def test_zero3_init_keeps_a_whole_network_init_pass_through_apply_gathered(tmp_path):
+    """An init pass that sets a child's weight from its parent is lost under zero.Init with ``self.apply``.
+
+    DeepSpeed's zero.Init gathers only the visited module's own parameters for ``apply``;
+    ``apply_gathered`` also gathers its children's, so the weights equal a build without zero.Init.
+    """
+    def start(name, *opts):
+        records = run_large(tmp_path / name, "trainer.model.generator.init_pass", *opts, "solver.max_iter", "1")
+        return records[0]["built"], {k: torch.tensor(v) for k, v in records[0]["start_weights"].items()}
+
+    built, gathered = start("gathered", "gathered")
+    _, whole = start("whole", "gathered", "deepspeed.zero_init", "False")
+    _, lost = start("lost", "apply")
+    assert all(local == -(-full // 2) for full, local in built)  # zero.Init was on: each rank built half
+    for key, value in whole.items():
+        assert torch.equal(gathered[key], value), key
+    assert all(torch.all(v == 0) for k, v in whole.items() if k.endswith("bias"))  # the init pass ran
+    downs = [k for k in whole if k.endswith("down.weight")]
+    assert downs and all(whole[k].std() < 0.015 for k in downs)  # the parent's scaled init (0.01) won
+    assert all(lost[k].std() > 0.015 for k in downs)  # with self.apply it went into empty partitions

@@ -17,6 +17,7 @@ from engine.data.dataset import EngineDataSet
 from engine.model.base_model import BaseModel
 from engine.model.build import BUILD_MODEL_REGISTRY, BUILD_NETWORK_REGISTRY
 from engine.model.tensor_parallel import gathered_state_dict
+from engine.model.zero_init import apply_gathered
 from engine.trainer.build import BUILD_TRAINER_REGISTRY
 from engine.trainer.trainer import BaseTrainer
 
@@ -58,12 +59,25 @@ class DeepMLP(nn.Module):
         {"patterns": [r".*\.down\.weight$"], "partition_type": "row"},
     ]
 
-    def __init__(self, dim=8, hidden=32, depth=4):
+    def __init__(self, dim=8, hidden=32, depth=4, init_pass=""):
         super().__init__()
         torch.manual_seed(0)  # the same start in every run, pipelined or not
         self.inp = nn.Linear(dim, hidden)
         self.blocks = nn.ModuleList(Block(hidden) for _ in range(depth))
         self.head = nn.Linear(hidden, 1)
+        # a whole-network init pass once the submodules exist: "apply" is the usual way (lost
+        # under zero.Init), "gathered" engine's apply_gathered
+        if init_pass == "apply":
+            self.apply(self._init_weights)
+        elif init_pass == "gathered":
+            apply_gathered(self, self._init_weights)
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            nn.init.zeros_(module.bias)
+        if isinstance(module, Block):  # a parent setting its child's weight, as GPT-2's scaled residual init
+            nn.init.normal_(module.down.weight, std=0.02 / len(self.blocks) ** 0.5)
 
     def forward(self, x):
         x = self.inp(x)
