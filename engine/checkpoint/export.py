@@ -93,10 +93,12 @@ def lazy_state(tag_dir: str, network: str) -> Dict[str, Any]:
     if "tp_specs" in pieces:  # each tensor-parallel rank holds column/row shards of the weights
         from engine.model.tensor_parallel import merge_tp_shards
 
+        tp_size = int(pieces["tp_size"])
         if int(info.get("zero_stage", 0)) == 3:
-            raise ExportError(f"{tag_dir}: exporting tensor-parallel ZeRO-3 checkpoints is not supported")
-        shards = [torch.load(os.path.join(tag_dir, network, f"mp_rank_{rank:02d}_model_states.pt"), map_location="cpu",
-                             weights_only=False)["module"] for rank in range(int(pieces["tp_size"]))]
+            shards = _zero3_tp_shards(os.path.join(tag_dir, network), tp_size)
+        else:
+            shards = [torch.load(os.path.join(tag_dir, network, f"mp_rank_{rank:02d}_model_states.pt"),
+                                 map_location="cpu", weights_only=False)["module"] for rank in range(tp_size)]
         return merge_tp_shards(shards, pieces["tp_specs"])
     if int(info.get("zero_stage", 0)) == 0:
         model_file = os.path.join(tag_dir, network, "mp_rank_00_model_states.pt")
@@ -104,6 +106,59 @@ def lazy_state(tag_dir: str, network: str) -> Dict[str, Any]:
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
     return dict(get_fp32_state_dict_from_zero_checkpoint(tag_dir, tag=network, lazy_mode=True))
+
+
+_ZERO3_FILE = re.compile(r"^zero_pp_rank_(\d+)_mp_rank_(\d+)_(model|optim)_states\.pt$")
+
+
+def _zero3_tp_shards(engine_dir: str, tp_size: int) -> List[Dict[str, torch.Tensor]]:
+    """Each tensor-parallel rank's weights from a ZeRO-3 tag, rebuilt from the fp32 partitions.
+
+    DeepSpeed's own consolidation reads every rank file of a folder as partitions of one model,
+    which a TP tag is not, and AutoTP's layout differs per parameter group: the layers split by
+    TP are partitioned over their data-parallel group, while the replicated ones built under
+    zero.Init stay partitioned over the whole world (seen: flat groups of 161 and 8448 elements
+    on each of 2 ranks for groups of 321 and 8448). A group's width is the one of (dp, world)
+    whose per-parameter ``ceil(numel / width)`` pieces add up to the rank's flat group. The
+    result holds one TP shard per rank in memory (fp32), the rank files memory-mapped.
+    """
+    files: Dict[Tuple[int, int], Dict[str, str]] = {}
+    for name in os.listdir(engine_dir):
+        match = _ZERO3_FILE.match(name)
+        if match:
+            files.setdefault((int(match[1]), int(match[2])), {})[match[3]] = os.path.join(engine_dir, name)
+    dp_size = 1 + max((dp for dp, _ in files), default=-1)
+    expected = {(dp, mp) for dp in range(dp_size) for mp in range(tp_size)}
+    if not files or set(files) != expected or any(len(kinds) != 2 for kinds in files.values()):
+        raise ExportError(f"{engine_dir}: expected ZeRO-3 model and optimizer files for {tp_size} tensor-parallel "
+                          f"ranks × {dp_size} data-parallel ranks, found {sorted(os.listdir(engine_dir))}")
+    world = dp_size * tp_size
+    flats = {key: torch.load(paths["optim"], map_location="cpu", weights_only=False, mmap=True)
+             ["optimizer_state_dict"]["fp32_flat_groups"] for key, paths in files.items()}
+    shards = []
+    for mp in range(tp_size):
+        model = torch.load(files[(0, mp)]["model"], map_location="cpu", weights_only=False)
+        if model.get("frozen_param_shapes"):
+            raise ExportError(f"{engine_dir}: frozen parameters in a tensor-parallel ZeRO-3 tag are not supported")
+        state: Dict[str, torch.Tensor] = {}
+        for group, shapes in enumerate(model["param_shapes"]):
+            size = flats[(0, mp)][group].numel()
+            widths = [w for w in (dp_size, world) if sum(-(-s.numel() // w) for s in shapes.values()) == size]
+            if not widths:
+                raise ExportError(f"{engine_dir}: parameter group {group} of TP rank {mp} does not match its "
+                                  f"{size}-element partition at data-parallel or world width")
+            members = ([(dp, mp) for dp in range(dp_size)] if widths[0] == dp_size
+                       else [(rank // tp_size, rank % tp_size) for rank in range(world)])  # AutoTP: TP ranks adjacent
+            offset = 0
+            for name, shape in shapes.items():
+                numel, piece = shape.numel(), -(-shape.numel() // widths[0])
+                joined = torch.cat([flats[member][group][offset:offset + piece] for member in members])
+                state[name] = joined[:numel].view(shape).clone()
+                offset += piece
+        for name in model.get("buffer_names", []):
+            state[name] = model["module"][name]
+        shards.append(state)
+    return shards
 
 
 def ema_state(tag_dir: str) -> Dict[str, torch.Tensor]:

@@ -53,6 +53,18 @@ def test_tensor_parallel_matches_plain_run_and_exports(tmp_path):
     network.load_state_dict(state, strict=True)
     assert all(torch.equal(state[k], v) for k, v in merged.items())
 
+    # TP with ZeRO-3 (built under zero.Init): trains the same, and its fp32 partitions export to the same weights
+    tp3 = run_large(tmp_path / "tp3", "deepspeed.config", "zero3", "solver.max_iter", "8",
+                    "deepspeed.tensor_parallel", "{'autotp_size': 2}")
+    assert tp3[0]["losses"] == pytest.approx(plain["losses"], rel=1e-5, abs=1e-6)
+    result = run_cli([sys.executable, str(REPO / "tools" / "convert_ckpt.py"), str(tmp_path / "tp3"),
+                      str(tmp_path / "tp3.safetensors")], timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:]
+    state = read_exported(str(tmp_path / "tp3.safetensors"))
+    network.load_state_dict(state, strict=True)
+    for key, value in module_state("plain", 0).items():
+        assert torch.allclose(state[key], value, rtol=1e-4, atol=1e-6), key
+
 
 def test_network_specs_fill_only_a_missing_partition_config():
     from engine.model.tensor_parallel import with_network_specs, without_tp_batch_size
