@@ -237,12 +237,10 @@ def main() -> None:
     parser.add_argument("--text-bytes", type=int, default=4_000_000, help="bytes of stdlib source to train on")
     parser.add_argument("--peak-tflops", type=float, default=0.0, help="the GPU's dense bf16 peak, if not in the table")
     parser.add_argument("--tiny", action="store_true", help="a 2-layer width-64 model: check the script on CPU")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--stage", type=int, default=2, help=argparse.SUPPRESS)
-    parser.add_argument("--result", default="", help=argparse.SUPPRESS)
-    parser.add_argument("--output-dir", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", default="", help=argparse.SUPPRESS)  # the child: JSON {stage, result, output_dir}
     args = parser.parse_args()
     if args.worker:
+        vars(args).update(json.loads(args.worker))
         worker(args)
         return
     from engine.schedule.launch import free_port
@@ -255,8 +253,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             result = os.path.join(tmp, "result.json")
             cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=1", f"--master_port={free_port()}",
-                   os.path.abspath(__file__), "--worker", "--stage", str(stage), "--result", result,
-                   "--output-dir", os.path.join(tmp, "out"), *passed]
+                   os.path.abspath(__file__), *passed, "--worker",
+                   json.dumps({"stage": stage, "result": result, "output_dir": os.path.join(tmp, "out")})]
             env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
             proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1200)
             if proc.returncode != 0:
