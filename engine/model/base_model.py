@@ -11,7 +11,7 @@ from engine import comm
 from engine.errors import EngineError
 from engine.model.build import build_network, current_planned_steps
 from engine.model.ema import build_ema
-from engine.model.precision import compute_dtype
+from engine.model.precision import compute_dtype, to_device
 from engine.model.engine_wrap import StepOutcome, backward_step, wrap_network
 from engine.schedule.ds_config import build_ds_config
 from engine.model.zero_init import construction_context  # zero_init
@@ -103,19 +103,9 @@ class BaseModel:
     def to_device(self, value: Any) -> Any:
         """``value`` (a tensor, or a list/tuple/dict of them) on this model's device, floating tensors in ``compute_dtype``.
 
-        DeepSpeed casts the network to bf16/fp16 but not its inputs (only fp16's
-        ``auto_cast`` does), so a float batch fed as is fails with "Input type (float) and
-        bias type (c10::BFloat16) should be the same". Integer tensors (labels, token ids)
-        keep their dtype.
+        DeepSpeed casts the network to bf16/fp16, not its inputs; integer tensors keep their dtype.
         """
-        if isinstance(value, torch.Tensor):
-            dtype = self.compute_dtype if value.is_floating_point() else None
-            return value.to(self.device, dtype=dtype, non_blocking=True)
-        if isinstance(value, Mapping):
-            return {k: self.to_device(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return type(value)(self.to_device(v) for v in value)
-        return value
+        return to_device(value, self.device, self.compute_dtype)
 
     @property
     def pipelined(self) -> bool:

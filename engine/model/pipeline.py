@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
 from engine.errors import EngineError
+from engine.model.precision import to_device
 
 
 def pipeline_stages(ds_config: Mapping[str, Any]) -> int:
@@ -149,9 +150,6 @@ class PipelineStep:
 
 
 def _to(value: Any, device: torch.device, dtype: Optional[torch.dtype]) -> Any:
-    if isinstance(value, torch.Tensor):
-        cast = dtype if dtype is not None and value.is_floating_point() else value.dtype
-        return value.to(device=device, dtype=cast, non_blocking=True)
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        return tuple(_to(v, device, dtype) for v in value)
-    return value
+    """Like ``precision.to_device``; a list becomes the tuple DeepSpeed's pipeline engine expects."""
+    moved = to_device(value, device, dtype)
+    return tuple(moved) if isinstance(moved, list) else moved

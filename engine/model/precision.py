@@ -11,7 +11,7 @@ blanket ``module.half()`` did, makes CNNs train in half precision out of the box
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import torch
 from torch import nn
@@ -23,6 +23,23 @@ def compute_dtype(ds_config: Mapping[str, Any]) -> torch.dtype:
         if (ds_config.get(key) or {}).get("enabled", False):
             return dtype
     return torch.float32
+
+
+def to_device(value: Any, device: torch.device, dtype: Optional[torch.dtype]) -> Any:
+    """``value`` (a tensor, or a list/tuple/dict of them) on ``device``; floating tensors cast to ``dtype`` if given.
+
+    DeepSpeed casts the network to bf16/fp16 but not its inputs (only fp16's ``auto_cast``
+    does), so a float batch fed as is fails with "Input type (float) and bias type
+    (c10::BFloat16) should be the same". Integer tensors (labels, token ids) keep their dtype.
+    """
+    if isinstance(value, torch.Tensor):
+        cast = dtype if dtype is not None and value.is_floating_point() else None
+        return value.to(device, dtype=cast, non_blocking=True)
+    if isinstance(value, Mapping):
+        return {k: to_device(v, device, dtype) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_device(v, device, dtype) for v in value)
+    return value
 
 
 def align_norm_buffers(module: nn.Module, ds_config: Mapping[str, Any]) -> int:

@@ -51,3 +51,12 @@ def test_to_device_casts_floats_and_keeps_integers():
     assert moved["label"].dtype is torch.int64 and moved["name"] == "x"
     assert isinstance(moved["pair"], tuple) and moved["pair"][0].dtype is torch.bfloat16
     assert moved["pair"][1][0].dtype is torch.int32
+
+
+def test_pipeline_inputs_become_tuples_and_labels_keep_their_dtype():
+    from engine.model.pipeline import _to
+
+    inputs = _to([torch.rand(2), torch.ones(2, dtype=torch.int64)], torch.device("cpu"), torch.bfloat16)
+    assert isinstance(inputs, tuple) and inputs[0].dtype is torch.bfloat16 and inputs[1].dtype is torch.int64
+    labels = _to(torch.rand(2), torch.device("cpu"), None)
+    assert labels.dtype is torch.float32
