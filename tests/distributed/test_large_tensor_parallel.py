@@ -20,6 +20,19 @@ from tests.helpers import REPO, run_cli
 COMMON = ("deepspeed.config", "zero1", "solver.max_iter", "8")
 
 
+def module_state(out, rank):
+    """The module weights one rank saved at step 8 (ZeRO 0-2 keep them whole per TP rank)."""
+    path = out / "checkpoints" / "iter_0000008" / "generator" / f"mp_rank_{rank:02d}_model_states.pt"
+    return torch.load(path, map_location="cpu", weights_only=False)["module"]
+
+
+def export(out, dest):
+    """``tools/convert_ckpt.py`` on a run's newest tag; the exported state dict."""
+    result = run_cli([sys.executable, str(REPO / "tools" / "convert_ckpt.py"), str(out), str(dest)], timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:]
+    return read_exported(str(dest))
+
+
 @pytest.mark.slow
 def test_tensor_parallel_matches_plain_run_and_exports(tmp_path):
     import large
@@ -32,38 +45,40 @@ def test_tensor_parallel_matches_plain_run_and_exports(tmp_path):
     for key, value in plain["start_weights"].items():
         assert torch.allclose(torch.tensor(tp[0]["start_weights"][key]), torch.tensor(value)), key
 
-    def module_state(run, rank):
-        path = tmp_path / run / "checkpoints" / "iter_0000008" / "generator" / f"mp_rank_{rank:02d}_model_states.pt"
-        return torch.load(path, map_location="cpu", weights_only=False)["module"]
-
-    shards = [module_state("tp", rank) for rank in range(2)]
+    shards = [module_state(tmp_path / "tp", rank) for rank in range(2)]
     assert shards[0]["blocks.0.up.weight"].shape == (32, 32)  # half of 64 output features
     merged = merge_tp_shards(shards, large.DeepMLP.autotp_layer_specs)
     network = large.DeepMLP(dim=8, hidden=32, depth=4)
     network.load_state_dict(merged, strict=True)
-    for key, value in module_state("plain", 0).items():
+    for key, value in module_state(tmp_path / "plain", 0).items():
         assert torch.allclose(merged[key], value, rtol=1e-4, atol=1e-6), key
 
     # the export tool merges the shards by the specs recorded in the tag's marker
-    exported = tmp_path / "tp.safetensors"
-    result = run_cli([sys.executable, str(REPO / "tools" / "convert_ckpt.py"), str(tmp_path / "tp"), str(exported)],
-                     timeout=120)
-    assert result.returncode == 0, result.stdout[-3000:]
-    state = read_exported(str(exported))
+    state = export(tmp_path / "tp", tmp_path / "tp.safetensors")
     network.load_state_dict(state, strict=True)
     assert all(torch.equal(state[k], v) for k, v in merged.items())
 
-    # TP with ZeRO-3 (built under zero.Init): trains the same, and its fp32 partitions export to the same weights
-    tp3 = run_large(tmp_path / "tp3", "deepspeed.config", "zero3", "solver.max_iter", "8",
-                    "deepspeed.tensor_parallel", "{'autotp_size': 2}")
+
+@pytest.mark.slow
+def test_tensor_parallel_zero3_trains_resumes_and_exports(tmp_path):
+    """TP with ZeRO-3 (built under zero.Init): the plain run's losses, exact resume, export of its fp32 partitions."""
+    import large
+
+    plain = run_large(tmp_path / "plain", *COMMON, nproc=1)[0]
+    network = large.DeepMLP(dim=8, hidden=32, depth=4)
+    tp3_opts = ("deepspeed.config", "zero3", "solver.max_iter", "8", "deepspeed.tensor_parallel", "{'autotp_size': 2}")
+    tp3 = run_large(tmp_path / "tp3", *tp3_opts)
     assert tp3[0]["losses"] == pytest.approx(plain["losses"], rel=1e-5, abs=1e-6)
-    result = run_cli([sys.executable, str(REPO / "tools" / "convert_ckpt.py"), str(tmp_path / "tp3"),
-                      str(tmp_path / "tp3.safetensors")], timeout=120)
-    assert result.returncode == 0, result.stdout[-3000:]
-    state = read_exported(str(tmp_path / "tp3.safetensors"))
+    state = export(tmp_path / "tp3", tmp_path / "tp3.safetensors")
     network.load_state_dict(state, strict=True)
-    for key, value in module_state("plain", 0).items():
+    for key, value in module_state(tmp_path / "plain", 0).items():
         assert torch.allclose(state[key], value, rtol=1e-4, atol=1e-6), key
+
+    # and stopped at step 4, resumed to 8: the losses continue bit for bit
+    out = tmp_path / "tp3_resumed"
+    run_large(out, *tp3_opts, "solver.stop_at_iter", "4", records=False)
+    resumed = run_large(out, *tp3_opts, "--resume")
+    assert resumed[0]["losses"] == tp3[0]["losses"][4:]
 
 
 def test_network_specs_fill_only_a_missing_partition_config():
