@@ -1,4 +1,4 @@
-"""The dtype a run computes in, and the BatchNorm buffers DeepSpeed's half precision leaves behind.
+"""The dtype a run computes in, inputs moved and cast to it, and the BatchNorm buffers half precision leaves behind.
 
 DeepSpeed 0.19 casts only parameters to fp16/bf16 and keeps buffers in their own dtype
 (``data_types.buffer_dtype`` unset; ZeRO-3's ``zero.Init`` is the exception, it casts
@@ -38,7 +38,8 @@ def to_device(value: Any, device: torch.device, dtype: Optional[torch.dtype]) ->
     if isinstance(value, Mapping):
         return {k: to_device(v, device, dtype) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(to_device(v, device, dtype) for v in value)
+        items = [to_device(v, device, dtype) for v in value]
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)  # a namedtuple takes fields
     return value
 
 

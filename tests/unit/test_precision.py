@@ -53,6 +53,16 @@ def test_to_device_casts_floats_and_keeps_integers():
     assert moved["pair"][1][0].dtype is torch.int32
 
 
+def test_to_device_keeps_namedtuples():
+    import collections
+
+    from engine.model.precision import to_device
+
+    Pair = collections.namedtuple("Pair", "image label")
+    moved = to_device(Pair(torch.rand(1), torch.tensor([3])), torch.device("cpu"), torch.float16)
+    assert isinstance(moved, Pair) and moved.image.dtype is torch.float16 and moved.label.dtype is torch.int64
+
+
 def test_pipeline_inputs_become_tuples_and_labels_keep_their_dtype():
     from engine.model.pipeline import _to
 
