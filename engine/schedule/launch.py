@@ -112,6 +112,40 @@ def select_device(requested: str) -> str:
     return device
 
 
+_ARCH_TOKEN = re.compile(r"^(\d+)\.(\d+)[a-z]?(\+PTX)?$", re.IGNORECASE)
+
+
+def readable_arch_list(value: str) -> str:
+    """``TORCH_CUDA_ARCH_LIST`` without architecture-specific suffixes: ``"8.0 9.0a+PTX"`` → ``"8.0;9.0+PTX"``.
+
+    Other tokens (``Hopper``, typos) are kept as written; repeated ones appear once.
+    """
+    out = []
+    for token in value.replace(" ", ";").split(";"):
+        match = _ARCH_TOKEN.match(token.strip())
+        fixed = f"{match[1]}.{match[2]}{match[3] or ''}" if match else token.strip()
+        if fixed and fixed not in out:
+            out.append(fixed)
+    return ";".join(out)
+
+
+def fix_cuda_arch_list() -> Optional[str]:
+    """Rewrite ``TORCH_CUDA_ARCH_LIST`` so DeepSpeed's JIT op builds can read it; the note to log, if changed.
+
+    DeepSpeed 0.19.8 sorts the list with ``int()`` on each part of ``major.minor``, so a
+    suffixed entry, as set by CUDA images for Hopper (``9.0a``), stops the first JIT build
+    (FusedAdam on GPU) with ``ValueError: invalid literal for int() with base 10: '0a'``.
+    The base architecture builds DeepSpeed's ops the same.
+    """
+    value = os.environ.get("TORCH_CUDA_ARCH_LIST", "")
+    fixed = readable_arch_list(value)
+    if not value.strip() or fixed == ";".join(t for t in value.replace(" ", ";").split(";") if t):
+        return None
+    os.environ["TORCH_CUDA_ARCH_LIST"] = fixed
+    return (f"TORCH_CUDA_ARCH_LIST={value!r} set to {fixed!r} for this run: DeepSpeed's JIT op builder cannot "
+            "parse architecture suffixes like '9.0a'")
+
+
 def init_distributed(info: LaunchInfo, device: str, *, shm_comm: bool, timeout_s: float = 1800.0) -> None:
     """Start the process group through DeepSpeed (gloo on CPU, nccl on GPU).
 

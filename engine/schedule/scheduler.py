@@ -84,6 +84,7 @@ def run_worker(scheduler: BaseScheduler, cfg: CfgNode) -> None:
     """Everything one rank does, from the config check to the process-group teardown."""
     info = launch.read_launch_env()
     device = launch.select_device(cfg.TRAINER.DEVICE)
+    arch_note = launch.fix_cuda_arch_list() if device == "cuda" else None
     ds_config = build_ds_config(cfg, world_size=info.world_size, device=device)  # config check, nothing started yet
     threads = launch.configure_threads(info)
     launch.init_distributed(info, device, shm_comm=cfg.DEEPSPEED.SHM_COMM, timeout_s=cfg.TRAINER.DIST_TIMEOUT)
@@ -91,6 +92,8 @@ def run_worker(scheduler: BaseScheduler, cfg: CfgNode) -> None:
         from engine.log.logger import setup_logger
 
         logger = setup_logger(cfg.OUTPUT_DIR, cfg.OUTPUT_LOG_NAME, info.rank)
+        if arch_note:
+            logger.warning(arch_note)
         if info.rank == 0:
             dump_cfg(cfg, os.path.join(cfg.OUTPUT_DIR, "config.yaml"))
             write_ds_config(ds_config, os.path.join(cfg.OUTPUT_DIR, "ds_config.json"))
