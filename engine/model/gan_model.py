@@ -10,7 +10,7 @@ freezes them for exactly that span, and ``g_backward_step`` unfreezes them.
 The user's ``run_step`` drives the steps (the trainer does not step GAN models)::
 
     def run_step(self, data, *, epoch=None, **kwargs):
-        real = data["img"].to(self.device)
+        real = self.to_device(data["img"])
         fake = self.g_model(noise)
         d_loss = bce(self.dmodel_forward(real), 1) + bce(self.dmodel_forward(fake.detach()), 0)
         self.d_backward_step(d_loss)

@@ -108,8 +108,7 @@ class LargeModel(BaseModel):
         return data["x"], data["y"]
 
     def run_step(self, data, *, epoch=None, **kwargs):
-        dtype = next(self.g_model.module.parameters()).dtype
-        pred = self.g_model(data["x"].to(self.device, dtype))
+        pred = self.g_model(self.to_device(data["x"]))  # in the run's bf16/fp16 when it has one
         return DeepMLP.loss_fn(pred, data["y"].to(self.device))
 
     def generator(self, data):
