@@ -188,7 +188,8 @@ def worker(args: argparse.Namespace) -> None:
             seconds = run_framework(cfg, Window(first, last))
         results[mode].append(seconds)
         results["peak_mib"][mode] = max(results["peak_mib"].get(mode, 0.0), _peak_mib())
-    net = gpt.TinyGPT(**shape)
+    with torch.device("meta"):  # shapes only: counting parameters allocates nothing
+        net = gpt.TinyGPT(**shape)
     embeddings = net.embed.tokens.weight.numel() + net.embed.positions.weight.numel()
     results.update(params=sum(p.numel() for p in net.parameters()), embedding_params=embeddings,
                    tokens_per_step=args.batch * shape["block"], shape=shape, steps=args.steps,
