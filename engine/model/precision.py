@@ -16,13 +16,15 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import nn
 
+from engine.schedule.ds_config import precision_name
+
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
 
 def compute_dtype(ds_config: Mapping[str, Any]) -> torch.dtype:
     """bf16 or fp16 when the DeepSpeed config enables it, else fp32."""
-    for key, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
-        if (ds_config.get(key) or {}).get("enabled", False):
-            return dtype
-    return torch.float32
+    return _DTYPES[precision_name(ds_config)]
 
 
 def to_device(value: Any, device: torch.device, dtype: Optional[torch.dtype]) -> Any:

@@ -216,10 +216,18 @@ def write_ds_config(ds: Mapping[str, Any], path: str) -> None:
     atomic_write_text(path, json.dumps(ds, indent=2, sort_keys=True))
 
 
+def precision_name(ds: Mapping[str, Any]) -> str:
+    """``"bf16"`` or ``"fp16"`` when the DeepSpeed config enables it, else ``"fp32"``."""
+    for key in ("bf16", "fp16"):
+        if (ds.get(key) or {}).get("enabled", False):
+            return key
+    return "fp32"
+
+
 def summarize(ds: Mapping[str, Any]) -> str:
     """One line for the start-of-run report."""
     zero = ds.get("zero_optimization", {})
-    precision = "bf16" if (ds.get("bf16") or {}).get("enabled") else "fp16" if (ds.get("fp16") or {}).get("enabled") else "fp32"
+    precision = precision_name(ds)
     optimizer: Optional[Mapping] = ds.get("optimizer")
     return (
         f"ZeRO stage {zero.get('stage', 0)}, {precision}, micro batch {ds['train_micro_batch_size_per_gpu']}, "
