@@ -14,11 +14,12 @@ centred on one is averaged.
 
 from __future__ import annotations
 
+import logging
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-
-from typing import Optional
 
 from engine.errors import ConfigError
 from engine.loss.base import LossInputError, WeightedLoss, check_reduction, shape_str
@@ -31,6 +32,8 @@ from engine.loss.dense import (
     mean_over_counted,
     target_form,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def gaussian_window(size: int, sigma: float) -> Tensor:
@@ -76,6 +79,7 @@ class SSIMLoss(WeightedLoss):
         if sigma <= 0 or data_range <= 0:
             raise ConfigError(f"sigma and data_range must be > 0, got sigma={sigma!r}, data_range={data_range!r}")
         self.window_size = int(window_size)
+        self.data_range = float(data_range)
         self.c1 = (k1 * data_range) ** 2
         self.c2 = (k2 * data_range) ** 2
         self.reduction = check_reduction(reduction)
@@ -93,16 +97,31 @@ class SSIMLoss(WeightedLoss):
             )
 
     def compute(self, pred: Tensor, target: Tensor) -> Tensor:
-        if not self._checked_range and target_form(pred, target) == "indices":
-            # a segmentation use: the seed applied a sigmoid by default, so logits may arrive here
-            expect_probabilities(pred, type(self).__name__)
-            self._checked_range = True
+        if not self._checked_range:
+            self._check_first_batch(pred, target)
         pred = activate(pred, self.activation)
         dense, valid = dense_target(pred, target, self.ignore_index)
         if valid is None:
             return mean_over_counted(1.0 - self.ssim(pred, dense), None, self.reduction)
         per_image, counted = self.masked_ssim(pred, dense, valid)
         return mean_over_counted(1.0 - per_image, counted, self.reduction)
+
+    def _check_first_batch(self, pred: Tensor, target: Tensor) -> None:
+        """Catch logits given without ``apply_sigmoid`` (the seed's default applied a sigmoid).
+
+        With class-index targets (segmentation) pred must be probabilities: an error. Images
+        may overshoot their range slightly, so there it is one warning.
+        """
+        self._checked_range = True
+        if target_form(pred, target) == "indices":
+            expect_probabilities(pred, type(self).__name__)
+            return
+        low, high = float(pred.min()), float(pred.max())
+        if low < 0.0 or high > self.data_range:
+            logger.warning(
+                "SSIMLoss: pred has values outside [0, data_range=%g] (min %.4g, max %.4g); if these are logits, "
+                "set apply_sigmoid=True (the seed's SSIMLoss applied a sigmoid unless told otherwise)",
+                self.data_range, low, high)
 
     def _blur(self, t: Tensor) -> Tensor:
         channels = t.shape[1]

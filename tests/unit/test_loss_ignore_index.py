@@ -183,6 +183,15 @@ def test_apply_sigmoid_is_the_seeds_from_logits():
                                _loss("SSIMLoss")(torch.sigmoid(images), target))
 
 
+def test_ssim_warns_once_about_images_outside_their_range(caplog):
+    loss = _loss("SSIMLoss", window_size=5)
+    images, target = torch.randn(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
+    with caplog.at_level("WARNING", logger="engine.loss"):
+        loss(images, target)
+        loss(images, target)
+    assert caplog.text.count("set apply_sigmoid=True") == 1
+
+
 def test_conflicting_spellings_and_logits_without_activation_are_errors():
     with pytest.raises(ConfigError, match="from_logits=True and apply_sigmoid=False disagree"):
         _loss("BinaryDiceLoss", from_logits=True, apply_sigmoid=False)
