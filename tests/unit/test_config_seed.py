@@ -67,6 +67,8 @@ def test_python_config_keeps_the_sections_and_ignores_the_users_variables(tmp_pa
     ("dataloder = dict(num_workers=2)", r"dataloder: .*Did you mean 'dataloader'\?"),
     ("Trainr = dict(name='T')", r"Trainr: .*Did you mean 'trainer'\?"),
     ("ouput_dir = '/tmp/x'", r"ouput_dir: .*Did you mean 'output_dir'\?"),
+    ("_bases_ = ['a.py']", r"_bases_: .*Did you mean '_base_'\?"),
+    ("base_ = 'a.py'", r"base_: .*Did you mean '_base_'\?"),
 ])
 def test_misspelled_section_in_a_python_config_is_still_an_error(tmp_path, text, message):
     path = write(tmp_path / "c.py", "trainer = dict(model=dict(name='M', generator=dict(name='N')))\n" + text + "\n")
