@@ -80,7 +80,7 @@ DEFAULTS = Section(
                 "pin_memory": Field(False, _BOOL, "pin host memory of batches (useful on GPU)"),
                 "timeout": Field(0.0, _FLOAT, "seconds to wait for a batch from workers before failing (0: no limit)", minimum=0.0),
             },
-            user_keys=True,
+            accepts_user_keys=True,
         ),
         "trainer": Section(
             {
@@ -103,11 +103,11 @@ DEFAULTS = Section(
                         "ema": Open("seed spelling of solver.ema (enable/enabled, decay_rate, num_updates)"),
                         "activation_checkpointing": Field(False, _BOOL, "recompute the blocks the network lists in checkpoint_blocks during backward (torch.utils.checkpoint; DeepSpeed's when deepspeed.activation_checkpointing is set)"),
                     },
-                    user_keys=True,
+                    accepts_user_keys=True,
                 ),
                 "loss": Open("seed spelling of trainer.model.loss"),
             },
-            user_keys=True,
+            accepts_user_keys=True,
         ),
         "solver": Section(
             {

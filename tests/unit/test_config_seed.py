@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from engine.config import build_cfg, get_cfg, user_keys
+from engine.config import build_cfg, get_cfg, user_key_paths
 from engine.config.loader import load_file, merge
 from engine.errors import ConfigError
 from engine.utils.suggest import typo_of
@@ -91,9 +91,9 @@ def test_trainer_and_dataloader_keep_keys_of_the_users_own():
     assert cfg.TRAINER.MY_KEY == 5 and cfg.TRAINER.MODEL_PATH == "/w.pth"
     assert cfg.TRAINER.MODEL.NUM_CLASSES == 3
     assert list(cfg.DATALOADER.CROP_SIZE) == [512, 512] and "Crop_Size" in cfg.DATALOADER  # kept as written
-    assert sorted(user_keys(cfg)) == ["dataloader.Crop_Size", "dataloader.my_root", "trainer.model.num_classes",
+    assert sorted(user_key_paths(cfg)) == ["dataloader.Crop_Size", "dataloader.my_root", "trainer.model.num_classes",
                                       "trainer.model_path", "trainer.my_key"]
-    assert user_keys(build_cfg(MINIMAL)) == []
+    assert user_key_paths(build_cfg(MINIMAL)) == []
 
 
 @pytest.mark.parametrize("override, message", [
