@@ -54,21 +54,27 @@ def compose(inner: np.ndarray, outer: np.ndarray) -> np.ndarray:
     return outer[inner]
 
 
-def apply_table(img: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """``table[img]`` for a ``uint8`` array of any shape, into a new array (``img`` is not modified).
+def apply_table(img: np.ndarray, table: np.ndarray, inplace: bool = False) -> np.ndarray:
+    """``table[img]`` for a ``uint8`` array of any shape.
 
     Args:
         img: uint8 array (any shape; a non-contiguous view is copied first).
         table: ``(256,)`` uint8 table.
+        inplace: overwrite ``img`` (which must be contiguous and writable) instead of
+            allocating; for a caller that owns ``img``, such as a chain of color ops on
+            its own intermediate. Writing into memory already touched skips the page
+            faults a fresh image-sized array costs.
 
     Returns:
-        A new contiguous uint8 array shaped like ``img``.
+        ``img`` itself when ``inplace``, else a new contiguous uint8 array shaped like it.
     """
     if img.dtype != np.uint8 or table.dtype != np.uint8 or table.shape != (256,):
         raise TypeError(f"apply_table maps uint8 arrays through a (256,) uint8 table, got an {img.dtype} array "
                         f"and a {table.dtype}{table.shape} table")
-    src = np.ascontiguousarray(img)
-    out = np.empty_like(src)
+    if inplace and not (img.flags.c_contiguous and img.flags.writeable):
+        raise ValueError("apply_table(inplace=True) needs a contiguous, writable array")
+    src = img if inplace else np.ascontiguousarray(img)
+    out = src if inplace else np.empty_like(src)
     if src.size:
         stringzilla.translate(memoryview(src.reshape(-1)), memoryview(np.ascontiguousarray(table)),
                               out=memoryview(out.reshape(-1)))
