@@ -288,7 +288,8 @@ def main() -> None:
     cases = [c for c in CASES if not only or c.name in only]
     columns = [f"{s} {d}" for d in args.dtypes.split(",") for s in args.sizes.split(",")]
     print(f"engine.transforms vs albumentations {A.__version__}, cv2 {cv2.__version__}, 1 thread, "
-          f"{args.rounds} alternating rounds, micro-batch {BATCH}, {memory}, CPU time, ratio of median img/s (engine / albumentations, > 1: engine faster)")
+          f"{args.rounds} alternating rounds, micro-batch {BATCH}, {memory}, CPU time;\n"
+          f"ratio of median img/s (engine / albumentations, > 1: engine faster)")
     rows: Dict[str, Dict[str, float]] = {c.name: {} for c in cases}
     rates: Dict[str, Tuple[float, float]] = {}
     for column in columns:

@@ -9,6 +9,7 @@ chroma differs), whose fast path is checked against cv2 itself in test_transform
 
 import warnings
 
+import albumentations as A  # the test extra
 import cv2
 import numpy as np
 import pytest
@@ -16,8 +17,6 @@ from sklearn.datasets import load_sample_image
 
 import engine.transforms as T
 import engine.transforms.functional as F
-
-import albumentations as A  # the test extra
 
 IMG = load_sample_image("flower.jpg")[::4, ::4].copy()
 IMG_F = (IMG / np.float32(255)).astype(np.float32)
