@@ -74,6 +74,12 @@ def test_same_operation_same_values_float32(ours, theirs):
     np.testing.assert_allclose(out, albu(theirs(), image=IMG_F), atol=1e-4)
 
 
+def test_float32_tone_curve_within_albumentations_quantization():
+    # albumentations applies its float32 tone curve as a 256-entry table; engine evaluates the cubic exactly.
+    out = F.tone_curve(IMG_F, 0.25, 0.75)
+    np.testing.assert_allclose(out, albu(A.RandomToneCurve(scale=0.0, p=1.0), image=IMG_F), atol=1 / 255)
+
+
 def test_hue_and_normalize():
     diff = np.abs(F.adjust_hue(IMG, 0.2).astype(int) - albu(jitter(hue=0.2)).astype(int))
     assert diff.mean() < 1.0 and diff.max() <= 8

@@ -51,6 +51,10 @@ def test_tables_round_clip_and_compose():
                                   lut.apply_table(lut.apply_table(IMG, inner), outer))
 
 
+def bezier(t, low_y, high_y):
+    return 3 * (1 - t) ** 2 * t * low_y + 3 * (1 - t) * t ** 2 * high_y + t ** 3
+
+
 @pytest.mark.parametrize("img", [IMG, IMG_F], ids=["uint8", "float32"])
 def test_point_ops_match_the_formula(img):
     top = 255.0 if img.dtype == np.uint8 else 1.0
@@ -58,7 +62,8 @@ def test_point_ops_match_the_formula(img):
     v = img.astype(np.float64)
     for out, ref in [(F.adjust_gamma(img, 1.7), top * (v / top) ** 1.7),
                      (F.adjust_brightness(img, 1.25), v * 1.25),
-                     (F.adjust_brightness_contrast(img, 0.8, 0.1), v * 0.8 + 0.1 * top)]:
+                     (F.adjust_brightness_contrast(img, 0.8, 0.1), v * 0.8 + 0.1 * top),
+                     (F.tone_curve(img, 0.2, 0.85), top * bezier(v / top, 0.2, 0.85))]:
         assert out.dtype == img.dtype and out.shape == img.shape
         assert np.abs(out - np.clip(ref, 0, top)).max() <= tol
 
