@@ -1,14 +1,16 @@
 """Pure image kernels: arrays in, arrays out, no randomness, no results dict.
 
 Pixel kernels take ``uint8`` images (values 0..255) and ``float32`` images (values
-0..1) of shape H x W or H x W x C, and return the same dtype and shape. The kernels a
-color chain runs one after another (brightness, contrast, saturation, hue, gamma, blur,
-CLAHE) also take ``inplace=True``: the result is written into ``img``, which the caller
-must own (a fresh contiguous array an earlier kernel returned), so a chain of k ops
-allocates one image instead of k. Point-wise
-adjustments on ``uint8`` go through a 256-entry lookup table (:mod:`engine.transforms.lut`),
-which costs one memory pass whatever the curve. Kernels never modify their input. Color kernels assume RGB channel order (the seed's
-datasets convert ``cv2.imread`` output to RGB).
+0..1) of shape H x W or H x W x C, and return the same dtype and shape; they never
+modify their input. Point-wise adjustments on ``uint8`` go through a 256-entry lookup
+table (:mod:`engine.transforms.lut`), which costs one memory pass whatever the curve.
+Color kernels assume RGB channel order (the seed's datasets convert ``cv2.imread``
+output to RGB).
+
+The kernels a color chain runs one after another (brightness, contrast, saturation,
+hue, gamma, blur, CLAHE) also take ``inplace=True``: the result is written into
+``img``, which the caller must own (a fresh contiguous array an earlier kernel
+returned), so a chain of k ops allocates one image instead of k.
 
 The geometric kernels (flips, warps, resizes of arrays, points and boxes) live in
 :mod:`engine.transforms.geometry` and are re-exported here.
