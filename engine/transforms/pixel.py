@@ -65,8 +65,8 @@ class _FactorTransform(BasicColorTransform):
     def get_params(self, results: dict) -> Dict[str, Any]:
         return {"factor": uniform(self.range)}
 
-    def apply(self, img: np.ndarray, factor: float) -> np.ndarray:
-        return type(self).kernel(img, factor)
+    def apply(self, img: np.ndarray, factor: float, inplace: bool = False) -> np.ndarray:
+        return type(self).kernel(img, factor, inplace=inplace)
 
 
 @BUILD_TRANSFORMER_REGISTRY.register()
@@ -131,8 +131,8 @@ class RandomCLAHE(_FactorTransform):
         super().__init__("clip_limit", clip_limit, p, low=1.0, bounds=(0, np.inf))
         self.tile_grid_size = check_size(self, "tile_grid_size", tile_grid_size)
 
-    def apply(self, img: np.ndarray, factor: float) -> np.ndarray:
-        return F.clahe(img, factor, self.tile_grid_size)
+    def apply(self, img: np.ndarray, factor: float, inplace: bool = False) -> np.ndarray:
+        return F.clahe(img, factor, self.tile_grid_size, inplace=inplace)
 
 
 @BUILD_TRANSFORMER_REGISTRY.register()
@@ -159,8 +159,8 @@ class RandomGaussianBlur(BasicColorTransform):
     def get_params(self, results: dict) -> Dict[str, Any]:
         return {"ksize": choice(self._sizes), "sigma": uniform(self.sigma_limit)}
 
-    def apply(self, img: np.ndarray, ksize: int, sigma: float) -> np.ndarray:
-        return F.gaussian_blur(img, ksize, sigma)
+    def apply(self, img: np.ndarray, ksize: int, sigma: float, inplace: bool = False) -> np.ndarray:
+        return F.gaussian_blur(img, ksize, sigma, inplace=inplace)
 
 
 @BUILD_TRANSFORMER_REGISTRY.register()
@@ -326,8 +326,14 @@ class RandomColorJitter(BasicColorTransform):
         return {"ops": chosen}
 
     def apply(self, img: np.ndarray, ops: Sequence[Tuple[BasicColorTransform, Dict[str, Any]]]) -> np.ndarray:
+        # The first op that returns a new array gives the chain an image of its own; the ones
+        # after it write into that image (inplace), so k ops allocate one image, not k. The
+        # pixels are the same as applying the ops one by one (tested).
+        owned = False
         for op, params in ops:
-            img = op.apply(img, **params)
+            out = op.apply(img, **params, inplace=owned)
+            owned = owned or out is not img
+            img = out
         return img
 
     def __repr__(self) -> str:

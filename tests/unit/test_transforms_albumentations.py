@@ -1,12 +1,15 @@
 """Where albumentations has the same operation with the same parameters, outputs agree.
 
 Tolerance: 1 gray level on uint8 (the libraries round a float intermediate differently),
-except hue (cv2's 8-bit HSV quantizes hue; mean difference under one level). Skipped when
-albumentations (a test-only dependency) is not installed.
+except hue (cv2's 8-bit HSV quantizes hue; mean difference under one level); 1e-4 on
+float32 images in [0, 1]. albumentations 2.0.8 (MIT) is in the ``test`` extra, so these
+run in CI. Not compared: JPEG/WebP (albumentations encodes RGB as if it were BGR, so its
+chroma differs), whose fast path is checked against cv2 itself in test_transforms_kernels.
 """
 
 import warnings
 
+import albumentations as A  # the test extra
 import cv2
 import numpy as np
 import pytest
@@ -15,15 +18,14 @@ from sklearn.datasets import load_sample_image
 import engine.transforms as T
 import engine.transforms.functional as F
 
-A = pytest.importorskip("albumentations")
-
 IMG = load_sample_image("flower.jpg")[::4, ::4].copy()
+IMG_F = (IMG / np.float32(255)).astype(np.float32)
 
 
-def albu(transform, **targets):
+def albu(transform, image=IMG, **targets):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return transform(image=IMG, **targets)["image"]
+        return transform(image=image, **targets)["image"]
 
 
 def jitter(brightness=1.0, contrast=1.0, saturation=1.0, hue=0.0):
@@ -53,6 +55,29 @@ def jitter(brightness=1.0, contrast=1.0, saturation=1.0, hue=0.0):
 def test_same_operation_same_pixels(ours, theirs):
     diff = np.abs(ours().astype(int) - albu(theirs()).astype(int))
     assert diff.max() <= 1
+
+
+@pytest.mark.parametrize("ours, theirs", [
+    (lambda: F.adjust_gamma(IMG_F, 1.5), lambda: A.RandomGamma(gamma_limit=(150, 150), p=1.0)),
+    (lambda: F.adjust_gamma(IMG_F, 0.6), lambda: A.RandomGamma(gamma_limit=(60, 60), p=1.0)),
+    (lambda: F.adjust_brightness(IMG_F, 1.3), lambda: jitter(brightness=1.3)),
+    (lambda: F.adjust_contrast(IMG_F, 0.7), lambda: jitter(contrast=0.7)),
+    (lambda: F.adjust_saturation(IMG_F, 1.4), lambda: jitter(saturation=1.4)),
+    (lambda: F.to_gray(IMG_F), lambda: A.ToGray(p=1.0)),
+    (lambda: F.adjust_brightness_contrast(IMG_F, 1.2, 0.1), lambda: A.RandomBrightnessContrast((0.1, 0.1), (0.2, 0.2),
+                                                                                                p=1.0)),
+    (lambda: F.gaussian_blur(IMG_F, 5, 1.2), lambda: A.GaussianBlur(blur_limit=(5, 5), sigma_limit=(1.2, 1.2), p=1.0)),
+], ids=["gamma", "gamma_below_1", "brightness", "contrast", "saturation", "gray", "brightness_contrast", "blur"])
+def test_same_operation_same_values_float32(ours, theirs):
+    out = ours()
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, albu(theirs(), image=IMG_F), atol=1e-4)
+
+
+def test_float32_tone_curve_within_albumentations_quantization():
+    # albumentations applies its float32 tone curve as a 256-entry table; engine evaluates the cubic exactly.
+    out = F.tone_curve(IMG_F, 0.25, 0.75)
+    np.testing.assert_allclose(out, albu(A.RandomToneCurve(scale=0.0, p=1.0), image=IMG_F), atol=1 / 255)
 
 
 def test_hue_and_normalize():

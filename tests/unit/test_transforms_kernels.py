@@ -1,0 +1,132 @@
+"""The fast paths of the pixel kernels give the pixels of the plain computation.
+
+Lookup tables go through StringZilla, the color jitter writes into its own intermediate,
+JPEG decodes straight to RGB: each is checked here against the straightforward numpy/cv2
+computation it replaces, and for not touching its input.
+"""
+
+import cv2
+import numpy as np
+import pytest
+from sklearn.datasets import load_sample_image
+
+import engine.transforms as T
+import engine.transforms.functional as F
+from engine.data.dataset import EngineDataSet
+from engine.data.loader import SeededDataset
+from engine.transforms import lut
+
+IMG = load_sample_image("china.jpg")[::5, ::5].copy()
+IMG_F = (IMG / np.float32(255)).astype(np.float32)
+RNG = np.random.RandomState(0)
+TABLE = RNG.randint(0, 256, 256).astype(np.uint8)
+
+
+@pytest.mark.parametrize("img", [
+    IMG, IMG[..., :1], IMG[..., 0], IMG[::2, 1::3], np.zeros((0, 5, 3), np.uint8),
+    RNG.randint(0, 256, (7, 11, 5)).astype(np.uint8),
+], ids=["rgb", "hw1", "hw", "strided", "empty", "5ch"])
+def test_apply_table_is_indexing_and_leaves_input(img):
+    before = img.copy()
+    out = lut.apply_table(img, TABLE)
+    np.testing.assert_array_equal(out, TABLE[img])
+    np.testing.assert_array_equal(img, before)
+    assert out.shape == img.shape and out.flags.c_contiguous and not np.shares_memory(out, img)
+
+
+def test_apply_table_inplace_and_its_checks():
+    img = IMG.copy()
+    assert lut.apply_table(img, TABLE, inplace=True) is img
+    np.testing.assert_array_equal(img, TABLE[IMG])
+    with pytest.raises(ValueError, match="contiguous"):
+        lut.apply_table(IMG.copy()[:, ::2], TABLE, inplace=True)
+    with pytest.raises(TypeError, match="uint8"):
+        lut.apply_table(IMG_F, TABLE)
+    with pytest.raises(TypeError, match="table"):
+        lut.apply_table(IMG, TABLE[:255])
+
+
+def test_tables_round_clip_and_compose():
+    np.testing.assert_array_equal(lut.linear_table(1.3, -20), np.clip(np.rint(np.arange(256) * 1.3 - 20), 0, 255))
+    inner, outer = lut.linear_table(0.7, 10), lut.curve_table(lambda v: 255 * (v / 255) ** 2)
+    np.testing.assert_array_equal(lut.apply_table(IMG, lut.compose(inner, outer)),
+                                  lut.apply_table(lut.apply_table(IMG, inner), outer))
+
+
+def bezier(t, low_y, high_y):
+    return 3 * (1 - t) ** 2 * t * low_y + 3 * (1 - t) * t ** 2 * high_y + t ** 3
+
+
+@pytest.mark.parametrize("img", [IMG, IMG_F], ids=["uint8", "float32"])
+def test_point_ops_match_the_formula(img):
+    top = 255.0 if img.dtype == np.uint8 else 1.0
+    tol = 0.5 if img.dtype == np.uint8 else 1e-5  # uint8: rounded to nearest, as the formula rounded
+    v = img.astype(np.float64)
+    for out, ref in [(F.adjust_gamma(img, 1.7), top * (v / top) ** 1.7),
+                     (F.adjust_brightness(img, 1.25), v * 1.25),
+                     (F.adjust_brightness_contrast(img, 0.8, 0.1), v * 0.8 + 0.1 * top),
+                     (F.tone_curve(img, 0.2, 0.85), top * bezier(v / top, 0.2, 0.85))]:
+        assert out.dtype == img.dtype and out.shape == img.shape
+        assert np.abs(out - np.clip(ref, 0, top)).max() <= tol
+
+
+def test_gray_is_the_601_luma_on_every_channel():
+    out = F.to_gray(IMG)
+    luma = IMG.astype(np.float64) @ [0.299, 0.587, 0.114]
+    assert out.shape == IMG.shape and (out == out[..., :1]).all()
+    assert np.abs(out[..., 0] - luma).max() <= 1
+
+
+@pytest.mark.parametrize("kind", ["jpg", "webp"])
+def test_compress_decodes_to_the_same_pixels_as_bgr_and_swap(kind):
+    flag = cv2.IMWRITE_WEBP_QUALITY if kind == "webp" else cv2.IMWRITE_JPEG_QUALITY
+    _, buf = cv2.imencode(f".{kind}", cv2.cvtColor(IMG, cv2.COLOR_RGB2BGR), [int(flag), 80])
+    ref = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_UNCHANGED), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(F.compress(IMG, 80, kind), ref)
+
+
+@pytest.mark.parametrize("img", [IMG, IMG_F, IMG[..., :1]], ids=["uint8", "float32", "gray"])
+def test_jitter_chain_in_place_equals_op_by_op_and_keeps_input(img):
+    jitter = T.RandomColorJitter(brightness_p=1, contrast_p=1, saturation_p=1, hue_p=1, blur_p=1, gamma_p=1,
+                                 clahe_p=1 if img.dtype == np.uint8 else 0)
+    before = img.copy()
+    for seed in range(6):
+        np.random.seed(seed)
+        params = jitter.get_params({})
+        state = np.random.get_state()[1].copy()
+        ref = img
+        for op, p in params["ops"]:
+            ref = op.apply(ref, **p)  # each op on its own, allocating
+        out = jitter.apply(img, **params)
+        np.testing.assert_array_equal(out, ref)
+        np.testing.assert_array_equal(img, before)
+        np.testing.assert_array_equal(np.random.get_state()[1], state)  # applying draws nothing
+
+
+class _JitteredPhotos(EngineDataSet):
+    """The seed README's training pipeline on one photo, as a user dataset runs it."""
+
+    def __init__(self):
+        super().__init__([
+            dict(name="RandomFlip", direction=["horizontal", "vertical", "diagonal"], p=0.5),
+            dict(name="Resize", target_size=48, keep_ratio=False),
+            dict(name="RandomColorJitter", brightness_p=0.6, contrast_p=0.6, saturation_p=0.5, hue_p=0.5,
+                 blur_p=0.5, gamma_p=0.5, clahe_p=0.5),
+        ])
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, index):
+        return self.data_pipeline(dict(img=IMG, img_fields=["img"], color_fields=["img"]))["img"]
+
+
+def test_augmented_stream_resumes_bit_exactly_and_leaves_the_source_alone():
+    dataset = SeededDataset(_JitteredPhotos())
+    items = [(i % 8, 7919 * i + 1) for i in range(12)]  # (index, per-sample seed) as the sampler yields them
+    before = IMG.copy()
+    straight = dataset.__getitems__(items)
+    resumed = dataset.__getitems__(items[5:])
+    assert all(np.array_equal(a, b) for a, b in zip(straight[5:], resumed))
+    assert len({a.tobytes() for a in straight}) > 6  # the draws differ between samples
+    np.testing.assert_array_equal(IMG, before)
