@@ -18,15 +18,20 @@ from engine.model.zero_init import construction_context  # zero_init
 from engine.model import pipeline as pipe  # pipeline
 from engine.model.tensor_parallel import autotp_size, layer_specs, with_network_specs  # tensor parallel
 from engine.model.activation_checkpointing import activation_checkpointing_requested, apply_activation_checkpointing
+from engine.model.seed_surface import SeedModelSurface
 
 
-class BaseModel:
+class BaseModel(SeedModelSurface):
     """The model bundle: what the user subclasses and registers in ``BUILD_MODEL_REGISTRY``.
 
     The user writes ``run_step`` (forward + loss, returning the loss tensor or
     ``dict(loss=..., **scalars)``) and ``generator`` (inference). Backward, gradient
     accumulation, clipping, optimizer and LR steps happen here, through the DeepSpeed engine
     ``self.g_model``, so user code is the same at every ZeRO stage.
+
+    The seed's members (``model(data, epoch=...)``, ``get_state_dict`` / ``load_state_dict``,
+    ``get_addition_state_dict`` / ``load_addition_state_dict``, ``g_scheduler``) come from
+    ``engine.model.seed_surface.SeedModelSurface``.
     """
 
     def __init__(self, cfg: Any) -> None:
