@@ -6,7 +6,7 @@ process group or output directory exists.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
@@ -17,7 +17,7 @@ from engine.config.loader import apply_opts, load_file, merge
 from engine.config.node import CfgNode, to_plain
 from engine.utils.fileio import atomic_write_text
 
-__all__ = ["CfgNode", "get_cfg", "build_cfg", "dump_cfg", "default_cfg"]
+__all__ = ["CfgNode", "get_cfg", "build_cfg", "dump_cfg", "default_cfg", "user_keys"]
 
 
 def get_cfg(config_file: str, opts: Optional[Sequence[str]] = None) -> CfgNode:
@@ -41,6 +41,21 @@ def build_cfg(data: Dict[str, Any], opts: Optional[Sequence[str]] = None) -> Cfg
 def default_cfg() -> Dict[str, Any]:
     """Every framework key at its default, as plain dicts (documentation, tests)."""
     return DEFAULTS.check({}, "")
+
+
+def user_keys(cfg: Any) -> List[str]:
+    """Key paths of the user's own in the open sections (``trainer``, ``trainer.model``, ``dataloader``).
+
+    Engine does not read them (user code does, e.g. ``cfg.TRAINER.MY_KEY``); the run logs
+    them once at start, so a framework key that has no effect cannot pass unnoticed.
+
+    Args:
+        cfg: a config returned by ``get_cfg``/``build_cfg``.
+
+    Returns:
+        Dotted paths as the user spelled them, e.g. ``["trainer.my_key"]``.
+    """
+    return DEFAULTS.user_key_paths(to_plain(cfg))
 
 
 def dump_cfg(cfg: Any, path: str) -> None:

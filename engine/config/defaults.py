@@ -79,7 +79,8 @@ DEFAULTS = Section(
                 "seed_per_sample": Field(True, _BOOL, "seed the RNGs from (seed, epoch, rank, position) before each training sample: augmentations repeat exactly on resume, whatever num_workers (costs ~20 µs a sample)"),
                 "pin_memory": Field(False, _BOOL, "pin host memory of batches (useful on GPU)"),
                 "timeout": Field(0.0, _FLOAT, "seconds to wait for a batch from workers before failing (0: no limit)", minimum=0.0),
-            }
+            },
+            user_keys=True,
         ),
         "trainer": Section(
             {
@@ -101,10 +102,12 @@ DEFAULTS = Section(
                         "loss": Open("loss config handed to the user's model (LossKeyCompose form)"),
                         "ema": Open("seed spelling of solver.ema (enable/enabled, decay_rate, num_updates)"),
                         "activation_checkpointing": Field(False, _BOOL, "recompute the blocks the network lists in checkpoint_blocks during backward (torch.utils.checkpoint; DeepSpeed's when deepspeed.activation_checkpointing is set)"),
-                    }
+                    },
+                    user_keys=True,
                 ),
                 "loss": Open("seed spelling of trainer.model.loss"),
-            }
+            },
+            user_keys=True,
         ),
         "solver": Section(
             {

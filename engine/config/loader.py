@@ -1,4 +1,16 @@
-"""Reading config files (.py/.yaml), resolving ``_base_`` chains and applying ``--opts``."""
+"""Reading config files (.py/.yaml), resolving ``_base_`` chains and applying ``--opts``.
+
+A ``.py`` config is a Python module: of its module-level names only the framework's
+top-level keys (``trainer``, ``solver``, ``dataloader``, ``output_dir``, ...; any case) and
+``_base_`` are config. Every other name is the user's own (``img_size = 608``,
+``DATA = os.environ['X']``, imports, helper functions) and is left out, as the seed's
+loader did; a name that is a likely misspelling of a framework key and holds that key's
+kind of value (``solvr = dict(...)``) is an error instead.
+
+When a child changes the ``type`` of an ``optimizer`` or ``lr_scheduler`` (at any depth),
+the base's ``params`` are replaced rather than merged, as in the seed: a base
+``SGD(momentum=0.9)`` under a child ``AdamW`` must not hand ``momentum`` to AdamW.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +18,19 @@ import ast
 import copy
 import os
 import runpy
-import types
 from typing import Any, Dict, List, Mapping, Sequence
 
 import yaml
 
+from engine.config.defaults import DEFAULTS
+from engine.config.schema import Field, Section
 from engine.errors import ConfigError
+from engine.utils.suggest import typo_of
 
 BASE_KEY = "_base_"
 DELETE_KEY = "_delete_"  # a dict with _delete_=True replaces its base instead of merging into it
-_PLAIN = (dict, list, tuple, str, int, float, bool, type(None))
+#: Sections whose ``params`` belong to their ``type``: a child naming another type replaces them.
+TYPED_SECTIONS = ("optimizer", "lr_scheduler")
 
 
 def load_file(path: str) -> Dict[str, Any]:
@@ -68,11 +83,7 @@ def _read(path: str) -> Dict[str, Any]:
             namespace = runpy.run_path(path)
         except Exception as exc:  # a config file is user code: report where it broke, briefly
             raise ConfigError(f"{path}: executing the config file failed: {type(exc).__name__}: {exc}") from None
-        data = {
-            k: v for k, v in namespace.items()
-            if (not k.startswith("__")) and isinstance(v, _PLAIN) and not isinstance(v, types.ModuleType)
-            and (k == BASE_KEY or not k.startswith("_"))
-        }
+        data = python_config_names(namespace, path)
     else:
         raise ConfigError(f"{path}: unsupported config file type {ext!r}; expected .py, .yaml or .yml")
     if not isinstance(data, dict):
@@ -80,18 +91,64 @@ def _read(path: str) -> Dict[str, Any]:
     return data
 
 
+def python_config_names(namespace: Mapping[str, Any], path: str) -> Dict[str, Any]:
+    """The config part of an executed ``.py`` config: framework keys and ``_base_``.
+
+    Args:
+        namespace: the module's globals after running it.
+        path: the file, for error messages.
+
+    Returns:
+        The framework's top-level keys (any case) and ``_base_``, as written.
+
+    Raises:
+        ConfigError: a left-out name is a likely misspelling of a framework key and holds
+            that key's kind of value (a dict for a section), so it was almost surely meant
+            as config.
+    """
+    data: Dict[str, Any] = {}
+    for name, value in namespace.items():
+        if name == BASE_KEY or name.lower() in DEFAULTS.entries:
+            data[name] = value
+            continue
+        if name.startswith("_"):
+            continue
+        meant = typo_of(name, DEFAULTS.entries)
+        if meant is not None and _holds_kind_of(DEFAULTS.entries[meant], value):
+            raise ConfigError(
+                f"{path}: {name}: not a config key. Did you mean {meant!r}? Names of your own are ignored in a "
+                f".py config, but this one is a likely misspelling of {meant!r} and holds a "
+                f"{type(value).__name__}; rename it (or, if it is yours, give it a name further from {meant!r})"
+            )
+    return data
+
+
+def _holds_kind_of(spec: Any, value: Any) -> bool:
+    """Whether ``value`` has the kind the framework key ``spec`` takes (a dict for a section)."""
+    if isinstance(spec, Section):
+        return isinstance(value, Mapping)
+    if isinstance(spec, Field):
+        return isinstance(value, spec.types) and not (isinstance(value, bool) and bool not in spec.types)
+    return isinstance(value, Mapping)
+
+
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> Dict[str, Any]:
     """Deep-merge ``override`` into a copy of ``base``: dicts merge key by key, other values replace.
 
     Keys match case-insensitively, so a YAML child may override ``SOLVER`` of a Python base
-    written as ``solver``; the child's spelling wins.
+    written as ``solver``; the child's spelling wins. Under an ``optimizer`` or
+    ``lr_scheduler`` whose ``type`` the override changes, the base's ``params`` are dropped
+    first (see ``TYPED_SECTIONS``).
     """
     result = copy.deepcopy(dict(base))
     for key, value in override.items():
         existing = _find_key(result, key)
         if isinstance(value, Mapping) and not value.get(DELETE_KEY, False) and existing is not None \
                 and isinstance(result[existing], Mapping):
-            merged = merge(result.pop(existing), value)
+            below = result.pop(existing)
+            if isinstance(key, str) and key.lower() in TYPED_SECTIONS and _changes_type(below, value):
+                below = {k: v for k, v in below.items() if not (isinstance(k, str) and k.lower() == "params")}
+            merged = merge(below, value)
         else:
             merged = copy.deepcopy(value)
             if isinstance(merged, dict):
@@ -100,6 +157,17 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> Dict[str, Any
                 result.pop(existing)
         result[key] = merged
     return result
+
+
+def _changes_type(base: Mapping[str, Any], override: Mapping[str, Any]) -> bool:
+    """Whether ``override`` names a ``type`` other than the base's (case-insensitively, as types are looked up)."""
+    base_key, override_key = _find_key(base, "type"), _find_key(override, "type")
+    if base_key is None or override_key is None:
+        return False
+    old, new = base[base_key], override[override_key]
+    if isinstance(old, str) and isinstance(new, str):
+        return old.lower() != new.lower()
+    return old != new
 
 
 def apply_opts(data: Dict[str, Any], opts: Sequence[str]) -> Dict[str, Any]:

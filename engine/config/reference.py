@@ -84,7 +84,8 @@ def render_reference() -> str:
         "Generated from `engine/config/defaults.py` by `python -m engine.config.reference`. "
         "Files spell keys in lowercase; code reads them upper-case (`cfg.SOLVER.MAX_ITER`). "
         "Any key not listed is an error, except inside **user-owned** sections, whose keys pass "
-        "through to your own classes.",
+        "through to your own classes, and in `dataloader`, `trainer` and `trainer.model`, which also "
+        "accept keys of your own (see below).",
         "",
     ]
     top_rows = [(path, spec) for path, spec in DEFAULTS.walk() if "." not in path and not isinstance(spec, Section)]
@@ -92,7 +93,7 @@ def render_reference() -> str:
     for name, spec in DEFAULTS.entries.items():
         if isinstance(spec, Section):
             rows = [(path, item) for path, item in spec.walk(name)]
-            lines += _table(f"`{name}`", rows, doc=spec.doc)
+            lines += _table(f"`{name}`", rows, doc=" ".join(filter(None, [spec.doc, _user_keys_note(name, spec)])))
     lines += _deepspeed_keys()
     return "\n".join(lines).rstrip("\n") + "\n"
 
@@ -107,6 +108,18 @@ def _table(title: str, rows: List[Tuple[str, Any]], doc: str = "") -> List[str]:
             continue  # a plain grouping: its keys follow with their full paths
         out.append(f"| `{path}` | {_default(spec)} | {_type(spec)} | {_meaning(path, spec)} |")
     return out + [""]
+
+
+def _user_keys_note(name: str, spec: Section) -> str:
+    """What a section with ``user_keys`` (or one nested in it) does with keys it does not declare."""
+    open_paths = [f"`{path}`" for path, item in [(name, spec)] + list(spec.walk(name))
+                  if isinstance(item, Section) and item.user_keys]
+    if not open_paths:
+        return ""
+    verb = "accepts" if len(open_paths) == 1 else "accept"
+    return (f"Besides the keys below, {' and '.join(open_paths)} {verb} keys of your own, kept as written for "
+            f"your code (`cfg.{name.upper()}.MY_KEY`) and listed once in the log at start; a key one or two "
+            "letters off a framework key is an error that names the key meant.")
 
 
 def _default(spec: Any) -> str:

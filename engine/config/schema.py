@@ -3,17 +3,19 @@
 Every framework key is declared once (in ``defaults.py``) with its default, type and a
 one-line meaning. Validation walks the user's config against that declaration: unknown
 keys, wrong types and out-of-range values fail with the full key path. ``Open`` marks
-user-owned sections whose keys belong to the user's constructors and pass through.
+user-owned sections whose keys belong to the user's constructors and pass through; a
+``Section`` with ``user_keys`` (the seed's ``new_allowed`` sections ``trainer`` and
+``dataloader``) also keeps keys of the user's own, refusing only likely typos of its own keys.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from engine.errors import ConfigError
-from engine.utils.suggest import did_you_mean
+from engine.utils.suggest import did_you_mean, typo_of
 
 _TYPE_NAMES = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict"}
 
@@ -89,15 +91,19 @@ class Open:
 
 @dataclass
 class Section:
-    """A framework-owned dict of ``Field``/``Open``/``Section`` entries; unknown keys are errors.
+    """A framework-owned dict of ``Field``/``Open``/``Section`` entries.
 
     ``extra`` names further keys that are accepted and passed through untouched (e.g. the
-    DeepSpeed keys engine does not interpret).
+    DeepSpeed keys engine does not interpret). Other keys are errors, unless ``user_keys``
+    is set: then a key that is not a likely typo of a declared one (``typo_of``) is the
+    user's own, kept as written for user code to read (``cfg.TRAINER.MY_KEY``), as the
+    seed's ``new_allowed`` sections did.
     """
 
     entries: Dict[str, Any]
     doc: str = ""
     extra: Tuple[str, ...] = field(default=())
+    user_keys: bool = False
 
     def check(self, value: Any, path: str) -> Dict[str, Any]:
         if value is None:
@@ -106,12 +112,15 @@ class Section:
             raise ConfigError(f"{path or 'config'}: expected a dict, got {value!r}")
         known = list(self.entries) + list(self.extra)
         result: Dict[str, Any] = {}
+        own: Dict[Any, Any] = {}
         for key, item in value.items():
             lower = key.lower() if isinstance(key, str) else key
-            if lower not in known:
-                where = f"{path}.{key}" if path else str(key)
-                raise ConfigError(f"{where}: unknown key.{did_you_mean(str(key), known)} Valid keys here: {', '.join(known)}")
-            result[lower] = item
+            if lower in known:
+                result[lower] = item
+            elif self.user_keys and isinstance(key, str) and typo_of(key, known) is None:
+                own[key] = item
+            else:
+                raise ConfigError(self._unknown_key_message(key, path, known))
         checked = {}
         for key, spec in self.entries.items():
             where = f"{path}.{key}" if path else key
@@ -120,7 +129,33 @@ class Section:
             else:
                 checked[key] = spec.check(None, where) if not isinstance(spec, Field) else copy.deepcopy(spec.default)
         checked.update(result)  # the accepted extras, untouched
+        checked.update(own)
         return checked
+
+    def _unknown_key_message(self, key: Any, path: str, known: List[str]) -> str:
+        where = f"{path}.{key}" if path else str(key)
+        typo = typo_of(str(key), known) if self.user_keys else None
+        if typo is not None:
+            return (f"{where}: unknown key. Did you mean {typo!r}? This section accepts keys of your own, but this "
+                    f"one is a likely misspelling of the framework key {typo!r}. Framework keys here: {', '.join(known)}")
+        return f"{where}: unknown key.{did_you_mean(str(key), known)} Valid keys here: {', '.join(known)}"
+
+    def user_key_paths(self, checked: Mapping[str, Any], path: str = "") -> List[str]:
+        """Key paths in a checked config that ``user_keys`` sections kept as the user's own.
+
+        Engine does not read these; the run lists them once at start so a key of the user's
+        own and a framework key that engine ignores can be told apart in the log.
+        """
+        found: List[str] = []
+        known = set(self.entries) | set(self.extra)
+        for key, value in checked.items():
+            where = f"{path}.{key}" if path else str(key)
+            spec = self.entries.get(key)
+            if isinstance(spec, Section) and isinstance(value, Mapping):
+                found.extend(spec.user_key_paths(value, where))
+            elif key not in known:
+                found.append(where)
+        return found
 
     def walk(self, prefix: str = ""):
         """Yield ``(key_path, spec)`` for every declared key, depth first (for docs)."""

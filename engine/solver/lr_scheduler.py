@@ -10,15 +10,21 @@ Every scheduler here is stepped once per optimizer step and measures ``max_iter`
 numbers and strings, so checkpoints load with ``torch.load(weights_only=True)``.
 
 Parameters (all shapes): ``max_iter`` (steps in the whole run), ``warmup_iter`` (steps of
-warm-up; 0 disables it), ``warmup_factor`` (LR multiple at step 0), ``warmup_method``
+warm-up; 0 disables it; longer than ``max_iter`` is clamped to it with a warning, as in the
+seed, so a smoke run with a small ``max_iter`` works), ``warmup_factor`` (LR multiple at step 0), ``warmup_method``
 (``linear``: ramp from ``warmup_factor`` to the shape's value at ``warmup_iter``;
 ``constant``: hold ``warmup_factor`` until ``warmup_iter``).
 Shapes (``lr_scheduler_param.name``, then its parameters):
 
 - ``WarmupMultiStepLR``: ``steps`` (iterations), ``gamma=0.1``: multiply by ``gamma`` at each step.
-- ``WarmupCosineLR``: ``end_value=0.0``: half cosine from 1 to ``end_value`` at ``max_iter``.
+- ``WarmupCosineLR``: ``end_value=0.0``, ``start_value=1.0``: half cosine from ``start_value``
+  to ``end_value`` at ``max_iter``.
 - ``WarmupPolynomialDecay``: ``power=0.9``, ``end_value=0.0``:
   ``end_value + (1 - end_value) * (1 - t / max_iter) ** power``.
+
+Items of ``lr_scheduler_param`` the named shape does not read (``gamma`` under
+``WarmupCosineLR``) are ignored with a warning, as the seed ignored them; a likely
+misspelling of any shape's parameter is an error.
 
 ``end_value`` is a multiple of each parameter group's base LR, not an absolute LR, so groups
 with different base LRs keep their ratio to the end.

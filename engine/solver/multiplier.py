@@ -13,8 +13,9 @@ the warm-up, so the curve is continuous there.
 from __future__ import annotations
 
 import bisect
+import inspect
 import logging
-from typing import Any, Callable, Dict, Mapping, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Sequence
 
 from fvcore.common.param_scheduler import (
     ConstantParamScheduler,
@@ -27,7 +28,7 @@ from fvcore.common.param_scheduler import (
 
 from engine.errors import ConfigError
 from engine.utils.registry import instantiate
-from engine.utils.suggest import did_you_mean
+from engine.utils.suggest import did_you_mean, typo_of
 
 logger = logging.getLogger(__name__)
 
@@ -81,9 +82,12 @@ def _multistep_shape(max_iter: int, steps: Sequence[int], gamma: float = 0.1) ->
     return _MultiStepAtIterations(values=values, milestones=kept, num_updates=max_iter)
 
 
-def _cosine_shape(max_iter: int, end_value: float = 0.0) -> ParamScheduler:
-    """Half a cosine from 1 down to ``end_value`` (a multiple of the base LR) at ``max_iter``."""
-    return CosineParamScheduler(start_value=1.0, end_value=float(end_value))
+def _cosine_shape(max_iter: int, end_value: float = 0.0, start_value: float = 1.0) -> ParamScheduler:
+    """Half a cosine from ``start_value`` down to ``end_value`` (multiples of the base LR) at ``max_iter``.
+
+    ``start_value`` is the seed's; it scales the whole curve, warm-up included.
+    """
+    return CosineParamScheduler(start_value=float(start_value), end_value=float(end_value))
 
 
 def _polynomial_shape(max_iter: int, power: float = 0.9, end_value: float = 0.0) -> ParamScheduler:
@@ -102,7 +106,13 @@ LR_MULTIPLIER_SHAPES: Dict[str, Callable[..., ParamScheduler]] = {
 
 
 def build_shape(lr_scheduler_param: Mapping[str, Any], max_iter: int) -> ParamScheduler:
-    """The fvcore shape named by ``lr_scheduler_param['name']``, built from its other items."""
+    """The fvcore shape named by ``lr_scheduler_param['name']``, built from its other items.
+
+    Items the named shape does not use (``gamma``, ``steps`` under ``WarmupCosineLR``) are
+    left out with a warning, as the seed read only the ones it needed: a base config's
+    multi-step parameters survive a child switching to cosine. An item that is a likely
+    misspelling of a parameter of any shape (``gama``) is still an error.
+    """
     if not isinstance(lr_scheduler_param, Mapping) or "name" not in lr_scheduler_param:
         raise ConfigError(
             f"lr_scheduler_param: expected a dict with a 'name' key (one of "
@@ -112,7 +122,29 @@ def build_shape(lr_scheduler_param: Mapping[str, Any], max_iter: int) -> ParamSc
     name = lr_scheduler_param["name"]
     builder = _lookup_shape(name)
     params = {k: v for k, v in lr_scheduler_param.items() if k != "name"}
-    return instantiate(builder, params, where="lr_scheduler_param", args=(max_iter,))
+    used = _shape_parameters(builder)
+    unused = [k for k in params if k not in used]
+    for key in unused:
+        meant = typo_of(str(key), sorted(set(used) | _all_shape_parameters()))
+        if meant is not None and key not in _all_shape_parameters():
+            raise ConfigError(
+                f"lr_scheduler_param.{key}: unknown parameter of {name!r}. Did you mean {meant!r}? "
+                f"{name!r} reads: {', '.join(used)}"
+            )
+    if unused:
+        logger.warning("lr_scheduler_param: %s not used by %r (it reads %s); ignored",
+                       ", ".join(map(str, unused)), name, ", ".join(used))
+    return instantiate(builder, {k: v for k, v in params.items() if k in used}, where="lr_scheduler_param",
+                       args=(max_iter,))
+
+
+def _shape_parameters(builder: Callable[..., ParamScheduler]) -> List[str]:
+    """The ``lr_scheduler_param`` items a shape builder reads (all its parameters but ``max_iter``)."""
+    return [p for p in inspect.signature(builder).parameters if p != "max_iter"]
+
+
+def _all_shape_parameters() -> set:
+    return {p for builder in LR_MULTIPLIER_SHAPES.values() for p in _shape_parameters(builder)}
 
 
 def _check_max_iter(max_iter: Any) -> None:
@@ -149,11 +181,13 @@ class WarmupMultiplier:
         warmup_method: str = "linear",
     ) -> None:
         _check_max_iter(max_iter)
-        if not isinstance(warmup_iter, int) or isinstance(warmup_iter, bool) or not 0 <= warmup_iter < max_iter:
-            raise ConfigError(
-                f"warmup_iter: expected an integer in [0, max_iter={max_iter}) (the default is 1000 steps), "
-                f"got {warmup_iter!r}"
-            )
+        if not isinstance(warmup_iter, int) or isinstance(warmup_iter, bool) or warmup_iter < 0:
+            raise ConfigError(f"warmup_iter: expected a non-negative integer (the default is 1000 steps), got {warmup_iter!r}")
+        if warmup_iter > max_iter:
+            # The seed clamps the warm-up to the run (a smoke run with a small max_iter keeps working).
+            logger.warning("warmup_iter=%d is longer than max_iter=%d: clamped to %d, so the whole run is warm-up",
+                           warmup_iter, max_iter, max_iter)
+            warmup_iter = max_iter
         if warmup_method not in WARMUP_METHODS:
             raise ConfigError(
                 f"warmup_method: expected one of {', '.join(WARMUP_METHODS)}, got {warmup_method!r}."

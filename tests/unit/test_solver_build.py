@@ -145,7 +145,7 @@ def test_scheduler_type_case_insensitive():
      r"\.params: lr_scheduler_param\.name: unknown schedule 'Cosine'"),
     (dict(type="WarmupCosineLR", params=dict(max_iter=100, warmup_iter=10, warmup_method="exp")),
      r"\.params: warmup_method"),
-    (dict(type="WarmupCosineLR", params=dict(max_iter=100)), r"\.params: warmup_iter: .*default is 1000"),
+    (dict(type="WarmupCosineLR", params=dict(max_iter=100, warmup_iter=-5)), r"\.params: warmup_iter: .*non-negative"),
     (dict(type="StepLR", params=[3]), r"\.params: expected a dict"),
 ])
 def test_bad_scheduler_params_name_the_params_path(spec, match):

@@ -201,10 +201,10 @@ def test_multistep_is_exact_past_a_million_iterations():
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(warmup_method="cosine"), "warmup_method.*linear"),
-    (dict(warmup_iter=100), r"warmup_iter.*\[0, max_iter=100\)"),
+    (dict(warmup_iter=-1), r"warmup_iter.*non-negative"),
     (dict(max_iter=0), "max_iter"),
     (dict(lr_scheduler_param=dict(name="WarmupMultiStep", steps=[10])), "Did you mean 'WarmupMultiStepLR'"),
-    (dict(lr_scheduler_param=dict(name="WarmupMultiStepLR", step=[10])), "unexpected parameter 'step'.*'steps'"),
+    (dict(lr_scheduler_param=dict(name="WarmupMultiStepLR", step=[10])), "lr_scheduler_param.step: unknown parameter of 'WarmupMultiStepLR'. Did you mean 'steps'"),
     (dict(lr_scheduler_param=dict(name="WarmupMultiStepLR", steps=[50, 20])), "strictly increasing"),
     (dict(lr_scheduler_param=dict(gamma=0.1)), "'name' key"),
 ])
@@ -220,3 +220,43 @@ def test_shape_name_is_case_insensitive():
     opt = _optimizer(lr=1.0)
     sched = LRMultiplierScheduler(opt, dict(name="warmupcosinelr"), max_iter=10, warmup_iter=0)
     assert sched.get_last_lr() == [1.0]
+
+
+def test_parameters_of_another_shape_are_ignored_with_a_warning(caplog):
+    """A base's multi-step items under a child's cosine: the seed ignored them, engine warns."""
+    opt = _optimizer(lr=1.0)
+    param = dict(name="WarmupCosineLR", gamma=0.1, steps=[5], end_value=0.5, my_note="x")
+    with caplog.at_level(logging.WARNING, logger="engine.solver"):
+        sched = LRMultiplierScheduler(opt, param, max_iter=10, warmup_iter=0)
+    assert "gamma, steps, my_note not used by 'WarmupCosineLR'" in caplog.text
+    plain = LRMultiplierScheduler(_optimizer(lr=1.0), dict(name="WarmupCosineLR", end_value=0.5), max_iter=10,
+                                  warmup_iter=0)
+    assert [sched.multiplier(t) for t in range(11)] == [plain.multiplier(t) for t in range(11)]
+
+
+@pytest.mark.parametrize("param, meant", [
+    (dict(name="WarmupCosineLR", gama=0.1), "gamma"),          # typo of another shape's parameter
+    (dict(name="WarmupCosineLR", end_valeu=0.1), "end_value"),  # typo of its own
+    (dict(name="WarmupMultiStepLR", steps=[5], stpes=[6]), "steps"),
+])
+def test_misspelled_shape_parameters_stay_errors(param, meant):
+    with pytest.raises(ConfigError, match=f"Did you mean '{meant}'"):
+        LRMultiplierScheduler(_optimizer(), param, max_iter=10, warmup_iter=0)
+
+
+def test_seed_cosine_start_value_scales_the_curve():
+    sched = LRMultiplierScheduler(_optimizer(), dict(name="WarmupCosineLR", start_value=0.5), max_iter=10,
+                                  warmup_iter=0)
+    assert sched.multiplier(0) == pytest.approx(0.5)
+    assert sched.multiplier(5) == pytest.approx(0.25)
+    assert sched.multiplier(10) == pytest.approx(0.0)
+
+
+def test_warmup_longer_than_the_run_is_clamped_with_a_warning(caplog):
+    """``--opts solver.max_iter 2`` under a 1000-step warm-up: the seed makes the whole run warm-up."""
+    with caplog.at_level(logging.WARNING, logger="engine.solver"):
+        mult = WarmupMultiplier(build_shape(dict(name="WarmupMultiStepLR", steps=[]), 4), 4,
+                                warmup_factor=0.2, warmup_iter=1000)
+    assert "warmup_iter=1000 is longer than max_iter=4: clamped to 4" in caplog.text
+    assert mult.warmup_iter == 4
+    assert [mult(t) for t in range(5)] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
