@@ -120,7 +120,7 @@ class BaseModel(SeedModelSurface):
     def enable_train(self) -> None:
         """Back to training: train mode, and the training weights if ``disable_train`` swapped in the EMA."""
         self._inference.close()
-        self.g_model.train()
+        set_train_mode(self.g_model, True)
 
     def disable_train(self) -> None:
         """Inference mode: eval mode and, when EMA is on, the EMA weights until ``enable_train``.
@@ -128,7 +128,7 @@ class BaseModel(SeedModelSurface):
         The seed's promise is that ``generator()`` runs on EMA weights when EMA is on; the
         trainer's evaluation brackets itself with these two calls, so it gets them too.
         """
-        self.g_model.eval()
+        set_train_mode(self.g_model, False)
         self._inference.close()
         self._inference.enter_context(self.eval_context())
 
@@ -177,6 +177,16 @@ class BaseModel(SeedModelSurface):
     def global_steps(self) -> int:
         """Optimizer steps taken (DeepSpeed's counter)."""
         return int(self.g_model.global_steps)
+
+
+def set_train_mode(engine: Any, training: bool) -> None:
+    """``engine.train(training)`` and the engine's own ``training`` flag with it.
+
+    DeepSpeed's ``train()``/``eval()`` switch only the wrapped module, so ``g_model.training``
+    would stay True after ``disable_train``; seed code reads it (``if self.g_model.training``).
+    """
+    engine.train(training)
+    engine.training = training
 
 
 def split_step_output(output: Any, owner: str) -> Tuple[torch.Tensor, Dict[str, Any]]:

@@ -39,7 +39,7 @@ import torch
 from engine import comm
 from engine.config.checks import discriminator_plan
 from engine.errors import EngineError
-from engine.model.base_model import BaseModel
+from engine.model.base_model import BaseModel, set_train_mode
 from engine.model.build import build_network, current_planned_steps
 from engine.model.engine_wrap import backward_step, wrap_network
 from engine.model.zero_init import construction_context
@@ -124,7 +124,7 @@ class BaseGanModel(BaseModel):
     def run_step(self, data: Any, *, epoch: Any = None, **kwargs: Any) -> None:
         """The seed's GAN step over ``dmodel_step`` / ``gmodel_step``; engine-form models override it."""
         self._dmodel_backward(self.dmodel_step(data, epoch, **kwargs))
-        g_step = int(self.cfg.TRAINER.MODEL.get("G_STEP", 1) or 1)
+        g_step = int(self.cfg.TRAINER.MODEL.G_STEP)
         if epoch is not None and int(epoch) % g_step != 0:
             self._g_rests = True
             return
@@ -171,6 +171,11 @@ class BaseGanModel(BaseModel):
         engine = self.d_model[self._name(name)]
         if for_generator and torch.is_grad_enabled():
             self._freeze_discriminators(True)
+        if self._frozen and engine.zero_optimization_stage() == 0:
+            # ZeRO-0: the engine hooks its outputs for its own backward and refuses any other
+            # ("Direct calls to tensor.backward() are not supported"), so G's backward could not
+            # pass through D. Frozen, D needs nothing from its engine: run the module itself.
+            return engine.module(*inputs, **kwargs)
         return engine(*inputs, **kwargs)
 
     def _seed_dmodel_forward(self, inputs: Mapping[str, Any], for_generator: bool) -> Dict[str, Any]:
@@ -255,12 +260,12 @@ class BaseGanModel(BaseModel):
     def enable_train(self) -> None:
         super().enable_train()
         for engine in self.d_model.values():
-            engine.train()
+            set_train_mode(engine, True)
 
     def disable_train(self) -> None:
         super().disable_train()
         for engine in self.d_model.values():
-            engine.eval()
+            set_train_mode(engine, False)
 
     def get_addition_state_dict(self) -> Dict[str, Any]:
         """The seed's layout: the generator's, plus ``d_model_<name>`` / ``d_optimizer_<name>`` / ``d_scheduler_<name>``.

@@ -38,7 +38,7 @@ class SeedModelSurface:
         arguments (``data_epoch``, ``accumulation_epoch``) are accepted and not needed:
         engine's DeepSpeed engine counts the accumulation itself.
         """
-        if self.g_model.training:
+        if self.g_model.training:  # enable_train / disable_train keep the engine's flag right
             return self.train_micro_step(data, epoch=epoch)
         return self.generator(data)
 

@@ -15,7 +15,8 @@ class SegModel(BaseModel):
         return build_network(params)
 
     def run_step(self, data, *, epoch=None, **kwargs):
-        self.collates_seen.add(data['collate'])
+        if self.g_model.training:
+            self.collates_seen.add(data['collate'])
         img = data['img'].to(self.device, non_blocking=True)
         mask = data['mask'].to(self.device, non_blocking=True)
         logits = self.g_model(img)
