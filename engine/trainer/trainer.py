@@ -20,6 +20,7 @@ from engine.model.build import build_model, planned_steps
 from engine.schedule.ds_config import build_ds_config, data_parallel_coords
 from engine.trainer.build import BUILD_TRAINER_REGISTRY
 from engine.trainer.hooks import HookBase, reduce_mean, register_hooks
+from engine.trainer.seed_surface import SeedTrainerSurface
 from engine.utils.signature import positional_capacity
 
 logger = logging.getLogger("engine")
@@ -33,7 +34,7 @@ def run_device_type() -> str:
 
 
 @BUILD_TRAINER_REGISTRY.register()
-class BaseTrainer:
+class BaseTrainer(SeedTrainerSurface):
     """Builds the datasets, loaders and model bundle from the config, then runs the loop.
 
     One ``step`` is one optimizer step: ``solver.gradient_accumulation_batch`` micro-batches
@@ -58,12 +59,7 @@ class BaseTrainer:
         solver = cfg.SOLVER
         self.accumulation = max(1, solver.GRADIENT_ACCUMULATION_BATCH)
         self.micro_batch = solver.TRAIN_PER_BATCH // self.accumulation
-        self.collate_train_fn: Optional[Callable] = None  # the seed's set_collate_fn sets these two
-        self.collate_valid_fn: Optional[Callable] = None
-        returned = self.set_collate_fn(cfg)
-        if returned is not None:  # engine's form: one function for every loader the attributes leave open
-            self.collate_train_fn = self.collate_train_fn or returned
-            self.collate_valid_fn = self.collate_valid_fn or returned
+        self._choose_collate_fns(cfg)
         self.train_dataset, self.val_dataset, self.test_dataset = self._create_datasets(cfg)
         self.ds_config = build_ds_config(cfg, world_size=comm.get_world_size(), device=run_device_type())
         self.global_batch_size = int(self.ds_config["train_batch_size"])
@@ -100,6 +96,15 @@ class BaseTrainer:
         if where is None and "DATALOADER" in spec:  # super().create_dataset(cfg) from a seed override
             return dataset_triple(spec, lambda one, path: build_dataset(one, where=path))
         return build_dataset(spec, where=where or "dataset")
+
+    def _choose_collate_fns(self, cfg: Any) -> None:
+        """``collate_train_fn`` / ``collate_valid_fn`` from ``set_collate_fn``, whichever form it has."""
+        self.collate_train_fn: Optional[Callable] = None  # the seed's set_collate_fn sets these two
+        self.collate_valid_fn: Optional[Callable] = None
+        returned = self.set_collate_fn(cfg)
+        if returned is not None:  # engine's form: one function for every loader the attributes leave open
+            self.collate_train_fn = self.collate_train_fn or returned
+            self.collate_valid_fn = self.collate_valid_fn or returned
 
     def _create_datasets(self, cfg: Any) -> Tuple[Any, Optional[Any], Optional[Any]]:
         if positional_capacity(self.create_dataset) == 1:  # the seed's create_dataset(cfg)
@@ -286,82 +291,6 @@ class BaseTrainer:
         from engine.checkpoint.saver import CheckpointHook
 
         return next((h for h in self.hooks if isinstance(h, CheckpointHook)), None)
-
-    # ---- the seed's attribute names ----------------------------------------------------------
-    @property
-    def default_log_name(self) -> str:
-        """``output_log_name``: the logger user code writes to (routed like ``engine``'s)."""
-        return self.cfg.OUTPUT_LOG_NAME
-
-    @property
-    def output(self) -> str:
-        return self.cfg.OUTPUT_DIR
-
-    @property
-    def device(self) -> str:
-        """Where the model runs, as the seed's string (``cpu``, ``cuda:0``): ``tensor.to(self.device)`` works."""
-        return str(self.model.device)
-
-    @property
-    def enable_epoch_method(self) -> bool:
-        return self.epoch_mode
-
-    @property
-    def gradient_accumulation_batch(self) -> int:
-        """``solver.gradient_accumulation_batch`` as written (values <= 1 mean no accumulation)."""
-        return int(self.cfg.SOLVER.GRADIENT_ACCUMULATION_BATCH)
-
-    @property
-    def train_batch_size(self) -> int:
-        """Samples per micro-batch per rank (the seed's name for what each forward sees)."""
-        return self.micro_batch
-
-    @property
-    def model_path(self) -> str:
-        """``trainer.weights``."""
-        return self.cfg.TRAINER.WEIGHTS
-
-    # ---- weights / resume -----------------------------------------------------------------
-    def state_dict(self) -> Dict[str, Any]:
-        """Where the run stands after the current step; the sampler position is all the data needs."""
-        done = self.iter + 1
-        per_step = self.cfg.SOLVER.TRAIN_PER_BATCH
-        base_iter, base_global = getattr(self, "_data_base", (0, 0))  # global_sample_index: after a resize
-        return {"iteration": done, "epoch": done // self.steps_per_epoch, "samples_per_step": per_step,
-                "sampler_position": self._sampler_position(done),
-                "global_sample_index": base_global + (done - base_iter) * per_step * self.dp_size,
-                "dp_size": self.dp_size}
-
-    def _sampler_position(self, done: int) -> int:
-        """Samples this rank consumed after ``done`` steps (shifted when the world size changed)."""
-        base_iter, base_global = getattr(self, "_data_base", (0, 0))  # global_sample_index: after a resize
-        return base_global // self.dp_size + (done - base_iter) * self.cfg.SOLVER.TRAIN_PER_BATCH
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Continue after ``state["iteration"]`` steps; ``train()`` places the sampler from it.
-
-        global_sample_index: with a different data-parallel size the iteration is kept and the
-        data stream goes on from the same global sample index, re-divided over the new ranks.
-        """
-        per_step = self.cfg.SOLVER.TRAIN_PER_BATCH
-        if state["samples_per_step"] != per_step:  # a dp_size change is fine: global_sample_index
-            from engine.errors import EngineError
-
-            raise EngineError(f"--resume: the checkpoint was saved with solver.train_per_batch {state['samples_per_step']} "
-                              f"on {state['dp_size']} data-parallel ranks; this run has {per_step} on {self.dp_size}")
-        self.start_iter = self.iter = int(state["iteration"])
-        total = int(state.get("global_sample_index", state["sampler_position"] * state["dp_size"]))
-        self._data_base = (self.start_iter, total)
-        if state["dp_size"] != self.dp_size:  # global_sample_index re-divided
-            logger.info(f"resume: global sample index {total} over {self.dp_size} data-parallel ranks (was "
-                        f"{state['dp_size']}): each rank starts at sample {total // self.dp_size} of its stream")
-
-    def resume_or_load(self, resume: bool = False) -> None:
-        """Resume from the newest complete checkpoint, or load ``trainer.weights``."""
-        from engine.checkpoint.resume import resume_or_load
-
-        resume_or_load(self, resume)
-
 
 def dataset_triple(cfg: Any, make: Callable[[Mapping[str, Any], str], Any]) -> Tuple[Any, Optional[Any], Optional[Any]]:
     """(train, valid, test) datasets of ``cfg.DATALOADER``, each built by ``make(spec, key_path)``.
