@@ -53,6 +53,13 @@ def test_package_names_are_the_same_objects_as_the_module_ones():
     assert engine.TORCH_VERSION == tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2])
 
 
+def test_every_registered_loss_imports_from_engine_loss_by_its_name():
+    import engine.loss
+    from engine.loss import LOSS_ARCH_REGISTRY
+
+    assert {name: getattr(engine.loss, name, None) for name, _ in LOSS_ARCH_REGISTRY} == dict(LOSS_ARCH_REGISTRY)
+
+
 def test_build_network_takes_one_argument_as_in_the_seed():
     from engine.model import BUILD_NETWORK_REGISTRY, build_network
 

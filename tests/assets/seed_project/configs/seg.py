@@ -17,7 +17,7 @@ t_transformer = [
 
 dataloader = dict(
     train_data_set=dict(data_root=sub('train'), transformer=t_transformer),
-    test_data_set=dict(name='ShapesSegDataSet', data_root=sub('test'), num=6, img_size=32, transformer=[]),
+    test_data_set=dict(name='ShapesSegDataSet', data_root=sub('test'), num=9, img_size=32, transformer=[]),
 )
 
 trainer = dict(
