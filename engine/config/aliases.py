@@ -1,11 +1,12 @@
 """The seed's alternative spellings, folded into one canonical place before validation.
 
-The seed is inconsistent (SEED_API.md): EMA lives in ``solver.ema`` or ``trainer.model.ema``
+The seed is inconsistent: EMA lives in ``solver.ema`` or ``trainer.model.ema``
 and is switched by ``enabled`` or ``enable``; the loss lives in ``trainer.loss`` or
 ``trainer.model.loss``; ``clip_gradients`` sits beside ``optimizer`` or inside it. Both
 forms are accepted; one value set in both places with different values is an error that
 names both paths. After validation both places hold the same value, so seed code reading
-either spelling works.
+either spelling works. The seed also wrote "none" as None where engine has a value for it
+(``SEED_NONE``); those None values are read as engine's value.
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ from typing import Any, Dict, List, Optional
 from engine.errors import ConfigError
 
 _MISSING = object()
+
+#: Keys whose None (the seed's default) means what engine spells with a value: no
+#: pretrained weights, and an EMA without the warm-up of its decay.
+SEED_NONE = {
+    ("trainer", "weights"): "",
+    ("solver", "ema", "num_updates"): -1,
+}
 
 
 def fold_aliases(data: Dict[str, Any]) -> Dict[str, Any]:
@@ -48,6 +56,13 @@ def fold_aliases(data: Dict[str, Any]) -> Dict[str, Any]:
             clip = _pop(optimizer, "clip_gradients") if optimizer is not None else _MISSING
             if clip is not _MISSING:
                 _put(net, "clip_gradients", clip, f"solver.{name}.optimizer.clip_gradients", f"solver.{name}.clip_gradients")
+    for path, value in SEED_NONE.items():
+        parent = data
+        for key in path[:-1]:
+            parent = _section(parent, key)
+        real = _key(parent, path[-1]) if parent is not None else None
+        if real is not None and parent[real] is None:
+            parent[real] = value
     return data
 
 

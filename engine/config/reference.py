@@ -48,6 +48,8 @@ FIELD_NOTES: Dict[str, str] = {
     "solver.generator.optimizer.type": "DeepSpeed's own types are built by DeepSpeed (see below), others by engine "
                                        "from torch.optim",
     "solver.generator.clip_gradients.norm_type": "any other value with `clip_type='norm'` is an error",
+    "trainer.weights": "None (the seed's default) reads as ''",
+    "solver.ema.num_updates": "None (the seed's default) reads as -1",
     "deepspeed.config": "a path is looked up from the working directory, not from the config file's folder; "
                         "when no file is there, its base name is looked up among the bundled templates",
 }

@@ -6,7 +6,7 @@ DeepSpeed, no trainer, so a loss can be used and tested on its own.
 
 from engine.loss.base import LossInputError, WeightedLoss
 from engine.loss.build import LOSS_ARCH_REGISTRY, build_loss
-from engine.loss import torch_losses, region, ohem, ssim, perceptual, robust  # noqa: F401  (registration)
+from engine.loss import torch_losses, region, ohem, ssim, perceptual, robust, generalized_ce  # noqa: F401  (registration)
 from engine.loss.pipe import LossCompose, LossKeyCompose
 # every registered loss by its class name, as the seed's package exported them
 from engine.loss.torch_losses import (

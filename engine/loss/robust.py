@@ -12,6 +12,7 @@ from torch import Tensor
 from engine.errors import ConfigError
 from engine.loss.base import WeightedLoss, as_tensor, check_reduction, expect_class_target, expect_same_shape, reduce
 from engine.loss.build import LOSS_ARCH_REGISTRY
+from engine.loss.dense import mean_over_counted
 
 
 @LOSS_ARCH_REGISTRY.register()
@@ -30,7 +31,8 @@ class FocalLoss(WeightedLoss):
         alpha: binary: weight of the positives in [0, 1], negatives get ``1 - alpha``
             (RetinaNet uses 0.25); multiclass: one weight per class. None: no weighting.
         mode: ``'binary'`` or ``'multiclass'``.
-        ignore_index: multiclass only: target value that counts for nothing.
+        ignore_index: target value that counts for nothing (binary: per element; multiclass:
+            per pixel); the mean is over the counted ones.
         reduction: mean (over counted elements), sum or none.
         lambda_weight: factor of the loss.
     """
@@ -62,14 +64,15 @@ class FocalLoss(WeightedLoss):
 
     def compute(self, pred: Tensor, target: Tensor) -> Tensor:
         if self.mode == "binary":
-            target = target.to(pred.dtype)
+            counted = target != self.ignore_index
+            target = torch.where(counted, target, torch.zeros_like(target)).to(pred.dtype)
             ce = F.binary_cross_entropy_with_logits(pred, target, reduction="none")
             p = torch.sigmoid(pred)
             p_t = p * target + (1.0 - p) * (1.0 - target)
             loss = ce * (1.0 - p_t).pow(self.gamma)
             if self.alpha is not None:
                 loss = loss * (self.alpha * target + (1.0 - self.alpha) * (1.0 - target))
-            return reduce(loss, self.reduction)
+            return mean_over_counted(loss, counted, self.reduction)
         target = target.long()
         valid = target != self.ignore_index
         safe = torch.where(valid, target, torch.zeros_like(target)).unsqueeze(1)

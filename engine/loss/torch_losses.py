@@ -2,7 +2,12 @@
 
 One factory makes every class: each wraps the torch module (so class-weight buffers follow
 ``.to(device)``), takes exactly the torch constructor's parameters plus ``lambda_weight``,
-and checks its inputs' shapes before torch sees them.
+and checks its inputs' shapes before torch sees them. The binary cross-entropies also take
+``ignore_index``, which torch gives only to the class-index losses: elements whose target
+is that value count nowhere, and the mean is over the counted ones. ``CrossEntropyLoss``
+and ``NLLLoss`` keep torch's (weighted) mean over the counted pixels, except that a batch
+with every pixel ignored gives 0 instead of torch's NaN: a random crop of void pixels must
+not stop a run as a NaN loss would.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from torch import Tensor, nn
 from engine.errors import ConfigError
 from engine.loss.base import LossInputError, WeightedLoss, expect_class_target, expect_same_shape, shape_str
 from engine.loss.build import LOSS_ARCH_REGISTRY
+from engine.loss.dense import mean_over_counted
 from engine.utils.suggest import did_you_mean
 
 # Parameters that config files write as lists but torch wants as tensors.
@@ -39,9 +45,14 @@ class TorchLoss(WeightedLoss):
     """A ``torch.nn`` loss times ``lambda_weight``; subclasses set ``torch_cls``."""
 
     torch_cls: Type[nn.Module]
+    #: whether engine adds ``ignore_index`` (for losses whose torch class lacks it)
+    adds_ignore_index: bool = False
+    #: whether a mean over class indices is taken by engine, so that all-ignored gives 0, not NaN
+    zero_when_all_ignored: bool = False
 
     def __init__(self, lambda_weight: float = 1.0, **kwargs: Any) -> None:
         super().__init__(lambda_weight)
+        self.ignore_index = kwargs.pop("ignore_index", None) if self.adds_ignore_index else None
         accepted = list(inspect.signature(self.torch_cls).parameters)
         for key in kwargs:
             if key not in accepted:
@@ -66,10 +77,34 @@ class TorchLoss(WeightedLoss):
         reduction = kwargs.get("reduction", "mean")
         if reduction not in ("mean", "sum", "none"):
             raise ConfigError(f"reduction must be one of mean, sum, none, got {reduction!r}")
+        self.reduction = reduction
+        self._engine_mean = self.zero_when_all_ignored and reduction == "mean"
+        if self.ignore_index is not None or self._engine_mean:  # engine reduces, over the counted elements only
+            kwargs["reduction"] = "none"
         self.fn = self.torch_cls(**kwargs)
 
     def compute(self, *inputs: Tensor) -> Tensor:
-        return self.fn(*inputs)
+        if self._engine_mean:
+            return self._class_index_mean(*inputs)
+        if self.ignore_index is None:
+            return self.fn(*inputs)
+        pred, target = inputs
+        counted = target != self.ignore_index
+        losses = self.fn(pred, torch.where(counted, target, torch.zeros_like(target)))
+        return mean_over_counted(losses, counted, self.reduction)
+
+
+    def _class_index_mean(self, pred: Tensor, target: Tensor) -> Tensor:
+        """torch's mean of a class-index loss (weighted by the class weights of counted pixels), 0 when none counts."""
+        losses = self.fn(pred, target)
+        if target.shape == pred.shape:  # class probabilities: torch divides by the number of samples
+            return losses.mean()
+        counted = target != self.fn.ignore_index
+        if self.fn.weight is None:
+            total = counted.sum().to(losses.dtype)
+        else:
+            total = (self.fn.weight[torch.where(counted, target, torch.zeros_like(target))] * counted).sum()
+        return losses.sum() / total.clamp(min=torch.finfo(losses.dtype).tiny)
 
 
 def _check_class_pair(self: WeightedLoss, pred: Tensor, target: Tensor) -> None:
@@ -90,12 +125,15 @@ def _register(
     torch_cls: Type[nn.Module],
     check: Callable[..., None] = _check_same,
     arguments: Tuple[str, ...] = ("pred", "target"),
+    add_ignore_index: bool = False,
+    zero_when_all_ignored: bool = False,
 ) -> Type[TorchLoss]:
     """Create and register the engine class for ``torch_cls``.
 
     The generated ``__init__`` carries the torch signature (all keyword-only, plus
-    ``lambda_weight``) so the registry can reject a misspelled parameter with the
-    closest accepted name before anything is constructed.
+    ``lambda_weight``, and ``ignore_index=None`` with ``add_ignore_index``) so the registry
+    can reject a misspelled parameter with the closest accepted name before anything is
+    constructed.
     """
 
     def __init__(self: TorchLoss, **kwargs: Any) -> None:
@@ -105,11 +143,15 @@ def _register(
     params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
               inspect.Parameter("lambda_weight", kw_only, default=1.0)]
     params += [p.replace(kind=kw_only) for p in inspect.signature(torch_cls).parameters.values()]
+    if add_ignore_index:
+        params.append(inspect.Parameter("ignore_index", kw_only, default=None))
     __init__.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     cls = type(torch_cls.__name__, (TorchLoss,), {
         "__init__": __init__,
         "torch_cls": torch_cls,
         "arguments": arguments,
+        "adds_ignore_index": add_ignore_index,
+        "zero_when_all_ignored": zero_when_all_ignored,
         "check_inputs": check,
         "__module__": __name__,
         "__doc__": f"``torch.nn.{torch_cls.__name__}`` times ``lambda_weight``; same parameters as torch.",
@@ -123,11 +165,11 @@ _TRIPLET = ("anchor", "positive", "negative")
 L1Loss = _register(nn.L1Loss)
 MSELoss = _register(nn.MSELoss)
 SmoothL1Loss = _register(nn.SmoothL1Loss)
-BCELoss = _register(nn.BCELoss)
-BCEWithLogitsLoss = _register(nn.BCEWithLogitsLoss)
+BCELoss = _register(nn.BCELoss, add_ignore_index=True)
+BCEWithLogitsLoss = _register(nn.BCEWithLogitsLoss, add_ignore_index=True)
 SoftMarginLoss = _register(nn.SoftMarginLoss)
 MultiLabelSoftMarginLoss = _register(nn.MultiLabelSoftMarginLoss, _check_multilabel)
-NLLLoss = _register(nn.NLLLoss, _check_class_pair)
-CrossEntropyLoss = _register(nn.CrossEntropyLoss, _check_class_pair)
+NLLLoss = _register(nn.NLLLoss, _check_class_pair, zero_when_all_ignored=True)
+CrossEntropyLoss = _register(nn.CrossEntropyLoss, _check_class_pair, zero_when_all_ignored=True)
 TripletMarginLoss = _register(nn.TripletMarginLoss, arguments=_TRIPLET)
 TripletMarginWithDistanceLoss = _register(nn.TripletMarginWithDistanceLoss, arguments=_TRIPLET)

@@ -118,6 +118,11 @@ def test_typo_detection_is_strict_enough_for_names_of_the_users_own():
     assert typo_of("model_path", ["model"]) is None and typo_of("my_weights", ["weights"]) is None
 
 
+def test_the_seeds_none_defaults_read_as_engines_values():
+    cfg = build_cfg(merge(MINIMAL, {"trainer": {"weights": None, "model": {"ema": {"enable": True, "num_updates": None}}}}))
+    assert cfg.TRAINER.WEIGHTS == "" and cfg.SOLVER.EMA.NUM_UPDATES == -1 and cfg.SOLVER.EMA.ENABLED is True
+
+
 # ---- _base_: a changed optimizer / scheduler type replaces the base's params ----------------------
 
 SGD = {"type": "SGD", "params": {"lr": 0.1, "momentum": 0.9, "nesterov": True}}

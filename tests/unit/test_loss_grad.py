@@ -11,7 +11,7 @@ from engine.loss import LOSS_ARCH_REGISTRY, build_loss
 ALL_NAMES = ["L1Loss", "NLLLoss", "MSELoss", "BCELoss", "BCEWithLogitsLoss", "SmoothL1Loss", "SoftMarginLoss",
              "CrossEntropyLoss", "MultiLabelSoftMarginLoss", "TripletMarginLoss", "TripletMarginWithDistanceLoss",
              "BinaryDiceLoss", "GeneralizedDiceLoss", "IOULoss", "OnlineHardExampleMiningCELoss", "SSIMLoss",
-             "VggLoss", "FocalLoss", "CharbonnierLoss"]
+             "VggLoss", "FocalLoss", "CharbonnierLoss", "GeneralizedCELoss"]
 
 
 def _inputs(name, g):
@@ -23,7 +23,7 @@ def _inputs(name, g):
     pred = randn(2, 3, 8, 8)
     if name == "NLLLoss":
         return {}, pred, lambda p: (p.log_softmax(1), classes)
-    if name in ("CrossEntropyLoss", "OnlineHardExampleMiningCELoss"):
+    if name in ("CrossEntropyLoss", "OnlineHardExampleMiningCELoss", "GeneralizedCELoss"):
         return ({"min_kept": 4} if name.startswith("Online") else {}), pred, lambda p: (p, classes)
     if name == "FocalLoss":
         return {"mode": "multiclass"}, pred, lambda p: (p, classes)

@@ -67,10 +67,12 @@ def test_equals_functional_times_lambda(name, params, inputs, reference, lambda_
 
 @pytest.mark.parametrize("name", TORCH_NAMES)
 def test_signature_is_torch_plus_lambda_weight(name):
+    """The binary cross-entropies also take ignore_index, last (torch gives it only to the class-index losses)."""
     cls = LOSS_ARCH_REGISTRY.get(name)
     accepted = list(inspect.signature(cls).parameters)
     assert accepted[0] == "lambda_weight"
-    assert accepted[1:] == list(inspect.signature(getattr(torch.nn, name)).parameters)
+    added = ["ignore_index"] if name in ("BCELoss", "BCEWithLogitsLoss") else []
+    assert accepted[1:] == list(inspect.signature(getattr(torch.nn, name)).parameters) + added
 
 
 def test_misspelled_parameter_names_path_and_closest():
