@@ -18,11 +18,12 @@ from engine.loss.ohem import OnlineHardExampleMiningCELoss
 from engine.loss.ssim import SSIMLoss
 from engine.loss.perceptual import VggLoss
 from engine.loss.robust import CharbonnierLoss, FocalLoss
+from engine.loss.generalized_ce import GeneralizedCELoss
 
 __all__ = [
     "LOSS_ARCH_REGISTRY", "LossCompose", "LossInputError", "LossKeyCompose", "WeightedLoss", "build_loss",
     "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "L1Loss", "MSELoss", "MultiLabelSoftMarginLoss", "NLLLoss",
     "SmoothL1Loss", "SoftMarginLoss", "TripletMarginLoss", "TripletMarginWithDistanceLoss",
     "BinaryDiceLoss", "GeneralizedDiceLoss", "IOULoss", "OnlineHardExampleMiningCELoss", "SSIMLoss", "VggLoss",
-    "CharbonnierLoss", "FocalLoss",
+    "CharbonnierLoss", "FocalLoss", "GeneralizedCELoss",
 ]

@@ -25,7 +25,7 @@ SEED_EXPORTS = {
     "engine.loss": ["LossCompose", "LossKeyCompose", "LOSS_ARCH_REGISTRY", "SSIMLoss", "L1Loss", "NLLLoss", "MSELoss",
                     "BCELoss", "BCEWithLogitsLoss", "SmoothL1Loss", "SoftMarginLoss", "CrossEntropyLoss",
                     "MultiLabelSoftMarginLoss", "TripletMarginLoss", "TripletMarginWithDistanceLoss", "VggLoss",
-                    "BinaryDiceLoss", "GeneralizedDiceLoss", "IOULoss"],
+                    "BinaryDiceLoss", "GeneralizedDiceLoss", "IOULoss", "GeneralizedCELoss"],
     "engine.transforms": ["TransformCompose", "BUILD_TRANSFORMER_REGISTRY", "MosaicTransform", "Pad32", "Resize",
                           "RandomAffine", "RandomFlip", "RandomResize", "RandomCrop", "BasicColorTransform",
                           "RandomGaussianBlur", "RandomBrightnessContrast", "RandomToneCurve", "RandomBrightness",
