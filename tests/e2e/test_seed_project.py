@@ -54,6 +54,12 @@ def test_user_logger_lines_land_in_the_log_file(seg_runs):
     assert "config keys of your own, not read by engine: trainer.vis_dir" in log
 
 
+def test_the_childs_optimizer_type_replaced_the_bases_params(seg_runs):
+    optimizer = json.loads((seg_runs["straight"] / "ds_config.json").read_text())["optimizer"]
+    assert optimizer["type"] == "AdamW"  # the base said SGD(momentum=0.9, nesterov=True)
+    assert "momentum" not in optimizer["params"] and "nesterov" not in optimizer["params"]
+
+
 def test_one_argument_iterate_after_and_the_seeds_collate_functions(seg_runs):
     rec = record(seg_runs["straight"])
     assert rec["iterated"] == list(range(8))  # the seed's loop counter, once per step
