@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 
+import cv2
 import pytest
 import torch
 
@@ -72,13 +73,33 @@ def test_final_test_pass_writes_images_and_the_seeds_state_dict(seg_runs):
     out = seg_runs["straight"]
     images = sorted(p.name for p in (out / "test_vis").iterdir())
     assert images == ["test_000.png", "test_001.png", "test_002.png"]
-    import cv2
-
     assert cv2.imread(str(out / "test_vis" / "test_000.png"), cv2.IMREAD_UNCHANGED).shape == (32, 32)
     state = torch.load(out / "final_model.pth", map_location="cpu", weights_only=True)
     assert set(state) == {"g_model", "ema"}
     assert set(state["g_model"]) == {f"body.{i}.{p}" for i in (0, 2, 4) for p in ("weight", "bias")}
     assert 0.0 <= record(out)["accuracy"] <= 1.0
+
+
+def test_model_call_after_disable_train_runs_the_generator_on_ema_weights(seg_runs):
+    sys.path.insert(0, str(PROJECT))
+    try:
+        from codes.dataset import ShapesSegDataSet
+        from codes.network import TinySegNet
+    finally:
+        sys.path.remove(str(PROJECT))
+    out = seg_runs["straight"]
+    state = torch.load(out / "final_model.pth", map_location="cpu", weights_only=True)
+    data = ShapesSegDataSet(data_root="unused", num=9, img_size=32, transformer=[])
+    images = torch.stack([data[i]["img"] for i in range(3)])  # the first test batch
+    logged = torch.tensor(record(out)["first_test_logits"])
+    net = TinySegNet(in_channels=3, num_classes=2, width=8).eval()
+    net.load_state_dict(state["g_model"])
+    with torch.no_grad():
+        raw = net(images)
+        net.load_state_dict({**state["ema"]["params"], **state["ema"]["buffers"]})
+        averaged = net(images)
+    assert torch.allclose(logged, averaged, atol=1e-5)
+    assert not torch.allclose(logged, raw, atol=1e-3)  # not the training weights
 
 
 def test_checkpoints_are_complete_tags_at_the_configured_period(seg_runs):

@@ -53,12 +53,14 @@ class SegTrainer(BaseTrainer):
     def after_loop(self):
         """The seed's final test pass: inference through model(batch) after disable_train."""
         self.model.disable_train()
-        correct, counted, collates = 0, 0, set()
+        correct, counted, collates, first_logits = 0, 0, set(), None
         os.makedirs(self.vis_dir, exist_ok=True)
         with torch.no_grad():
             for i, batch in enumerate(self.test_data_loader):
                 collates.add(batch['collate'])
-                pred = self.model(batch['img']).argmax(dim=1).cpu()
+                logits = self.model(batch['img'])
+                first_logits = logits.tolist() if first_logits is None else first_logits
+                pred = logits.argmax(dim=1).cpu()
                 valid = batch['mask'] != IGNORE
                 correct += int((pred[valid] == batch['mask'][valid]).sum())
                 counted += int(valid.sum())
@@ -74,7 +76,7 @@ class SegTrainer(BaseTrainer):
         record = dict(iterated=self.iterated, accuracy=accuracy, test_collates=sorted(collates),
                       train_collates=sorted(self.model.collates_seen), start_iter=self.start_iter,
                       max_iter=self.max_iter, model_path=self.model_path, test_batches=len(self.test_data_loader),
-                      val_batches=len(self.val_data_loader),
+                      val_batches=len(self.val_data_loader), first_test_logits=first_logits,
                       weights={k: v.tolist() for k, v in state['g_model'].items()})
         with open(os.path.join(self.output, 'record_rank{}.json'.format(comm.get_rank())), 'w') as f:
             json.dump(record, f)
