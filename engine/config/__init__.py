@@ -17,7 +17,7 @@ from engine.config.loader import apply_opts, load_file, merge
 from engine.config.node import CfgNode, to_plain
 from engine.utils.fileio import atomic_write_text
 
-__all__ = ["CfgNode", "get_cfg", "build_cfg", "dump_cfg", "default_cfg", "user_keys"]
+__all__ = ["CfgNode", "get_cfg", "build_cfg", "dump_cfg", "default_cfg", "user_key_paths"]
 
 
 def get_cfg(config_file: str, opts: Optional[Sequence[str]] = None) -> CfgNode:
@@ -43,7 +43,7 @@ def default_cfg() -> Dict[str, Any]:
     return DEFAULTS.check({}, "")
 
 
-def user_keys(cfg: Any) -> List[str]:
+def user_key_paths(cfg: Any) -> List[str]:
     """Key paths of the user's own in the open sections (``trainer``, ``trainer.model``, ``dataloader``).
 
     Engine does not read them (user code does, e.g. ``cfg.TRAINER.MY_KEY``); the run logs

@@ -80,7 +80,7 @@ DEFAULTS = Section(
                 "pin_memory": Field(False, _BOOL, "pin host memory of batches (useful on GPU)"),
                 "timeout": Field(0.0, _FLOAT, "seconds to wait for a batch from workers before failing (0: no limit)", minimum=0.0),
             },
-            user_keys=True,
+            accepts_user_keys=True,
         ),
         "trainer": Section(
             {
@@ -104,11 +104,11 @@ DEFAULTS = Section(
                         "g_step": Field(1, _INT, "GAN in the seed's form (dmodel_step/gmodel_step): step the generator when the loop counter is a multiple of N", minimum=1),
                         "activation_checkpointing": Field(False, _BOOL, "recompute the blocks the network lists in checkpoint_blocks during backward (torch.utils.checkpoint; DeepSpeed's when deepspeed.activation_checkpointing is set)"),
                     },
-                    user_keys=True,
+                    accepts_user_keys=True,
                 ),
                 "loss": Open("seed spelling of trainer.model.loss"),
             },
-            user_keys=True,
+            accepts_user_keys=True,
         ),
         "solver": Section(
             {

@@ -18,7 +18,7 @@ import ast
 import copy
 import os
 import runpy
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import yaml
 
@@ -102,25 +102,35 @@ def python_config_names(namespace: Mapping[str, Any], path: str) -> Dict[str, An
         The framework's top-level keys (any case) and ``_base_``, as written.
 
     Raises:
-        ConfigError: a left-out name is a likely misspelling of a framework key and holds
-            that key's kind of value (a dict for a section), so it was almost surely meant
-            as config.
+        ConfigError: a left-out name is a likely misspelling of a framework key (or of
+            ``_base_``) and holds that key's kind of value (a dict for a section), so it was
+            almost surely meant as config.
     """
     data: Dict[str, Any] = {}
     for name, value in namespace.items():
         if name == BASE_KEY or name.lower() in DEFAULTS.entries:
             data[name] = value
             continue
-        if name.startswith("_"):
-            continue
-        meant = typo_of(name, DEFAULTS.entries)
-        if meant is not None and _holds_kind_of(DEFAULTS.entries[meant], value):
+        meant = _meant_key(name, value)
+        if meant is not None:
             raise ConfigError(
                 f"{path}: {name}: not a config key. Did you mean {meant!r}? Names of your own are ignored in a "
                 f".py config, but this one is a likely misspelling of {meant!r} and holds a "
                 f"{type(value).__name__}; rename it (or, if it is yours, give it a name further from {meant!r})"
             )
     return data
+
+
+def _meant_key(name: str, value: Any) -> Optional[str]:
+    """The framework key a left-out name most likely misspells, if it also holds that key's kind of value."""
+    if name.startswith("__"):
+        return None
+    if isinstance(value, (str, list, tuple)) and typo_of(name, [BASE_KEY]) is not None:
+        return BASE_KEY  # a misspelt _base_ would drop the whole inheritance without a word
+    if name.startswith("_"):
+        return None
+    meant = typo_of(name, DEFAULTS.entries)
+    return meant if meant is not None and _holds_kind_of(DEFAULTS.entries[meant], value) else None
 
 
 def _holds_kind_of(spec: Any, value: Any) -> bool:

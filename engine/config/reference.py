@@ -95,7 +95,7 @@ def render_reference() -> str:
     for name, spec in DEFAULTS.entries.items():
         if isinstance(spec, Section):
             rows = [(path, item) for path, item in spec.walk(name)]
-            lines += _table(f"`{name}`", rows, doc=" ".join(filter(None, [spec.doc, _user_keys_note(name, spec)])))
+            lines += _table(f"`{name}`", rows, doc=" ".join(filter(None, [spec.doc, _accepts_user_keys_note(name, spec)])))
     lines += _deepspeed_keys()
     return "\n".join(lines).rstrip("\n") + "\n"
 
@@ -112,10 +112,10 @@ def _table(title: str, rows: List[Tuple[str, Any]], doc: str = "") -> List[str]:
     return out + [""]
 
 
-def _user_keys_note(name: str, spec: Section) -> str:
-    """What a section with ``user_keys`` (or one nested in it) does with keys it does not declare."""
+def _accepts_user_keys_note(name: str, spec: Section) -> str:
+    """What a section with ``accepts_user_keys`` (or one nested in it) does with keys it does not declare."""
     open_paths = [f"`{path}`" for path, item in [(name, spec)] + list(spec.walk(name))
-                  if isinstance(item, Section) and item.user_keys]
+                  if isinstance(item, Section) and item.accepts_user_keys]
     if not open_paths:
         return ""
     verb = "accepts" if len(open_paths) == 1 else "accept"

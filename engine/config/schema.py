@@ -4,7 +4,7 @@ Every framework key is declared once (in ``defaults.py``) with its default, type
 one-line meaning. Validation walks the user's config against that declaration: unknown
 keys, wrong types and out-of-range values fail with the full key path. ``Open`` marks
 user-owned sections whose keys belong to the user's constructors and pass through; a
-``Section`` with ``user_keys`` (the seed's ``new_allowed`` sections ``trainer`` and
+``Section`` with ``accepts_user_keys`` (the seed's ``new_allowed`` sections ``trainer`` and
 ``dataloader``) also keeps keys of the user's own, refusing only likely typos of its own keys.
 """
 
@@ -94,7 +94,7 @@ class Section:
     """A framework-owned dict of ``Field``/``Open``/``Section`` entries.
 
     ``extra`` names further keys that are accepted and passed through untouched (e.g. the
-    DeepSpeed keys engine does not interpret). Other keys are errors, unless ``user_keys``
+    DeepSpeed keys engine does not interpret). Other keys are errors, unless ``accepts_user_keys``
     is set: then a key that is not a likely typo of a declared one (``typo_of``) is the
     user's own, kept as written for user code to read (``cfg.TRAINER.MY_KEY``), as the
     seed's ``new_allowed`` sections did.
@@ -103,7 +103,7 @@ class Section:
     entries: Dict[str, Any]
     doc: str = ""
     extra: Tuple[str, ...] = field(default=())
-    user_keys: bool = False
+    accepts_user_keys: bool = False
 
     def check(self, value: Any, path: str) -> Dict[str, Any]:
         if value is None:
@@ -117,7 +117,7 @@ class Section:
             lower = key.lower() if isinstance(key, str) else key
             if lower in known:
                 result[lower] = item
-            elif self.user_keys and isinstance(key, str) and typo_of(key, known) is None:
+            elif self.accepts_user_keys and isinstance(key, str) and typo_of(key, known) is None:
                 own[key] = item
             else:
                 raise ConfigError(self._unknown_key_message(key, path, known))
@@ -134,14 +134,14 @@ class Section:
 
     def _unknown_key_message(self, key: Any, path: str, known: List[str]) -> str:
         where = f"{path}.{key}" if path else str(key)
-        typo = typo_of(str(key), known) if self.user_keys else None
+        typo = typo_of(str(key), known) if self.accepts_user_keys else None
         if typo is not None:
             return (f"{where}: unknown key. Did you mean {typo!r}? This section accepts keys of your own, but this "
                     f"one is a likely misspelling of the framework key {typo!r}. Framework keys here: {', '.join(known)}")
         return f"{where}: unknown key.{did_you_mean(str(key), known)} Valid keys here: {', '.join(known)}"
 
     def user_key_paths(self, checked: Mapping[str, Any], path: str = "") -> List[str]:
-        """Key paths in a checked config that ``user_keys`` sections kept as the user's own.
+        """Key paths in a checked config that ``accepts_user_keys`` sections kept as the user's own.
 
         Engine does not read these; the run lists them once at start so a key of the user's
         own and a framework key that engine ignores can be told apart in the log.

@@ -110,6 +110,18 @@ def expect_class_target(pred: Tensor, target: Tensor, *, allow_probabilities: bo
     )
 
 
+def drop_label_channel(pred: Tensor, target: Tensor) -> Tensor:
+    """Class indices stored as (N, 1, *) (how segmentation masks are often loaded) as (N, *).
+
+    Integer targets of that shape beside a (N, C, *) pred are labels with a channel of one;
+    the seed's class-index losses accepted them. Any other target is returned as it is.
+    """
+    if (pred.dim() >= 2 and target.dim() == pred.dim() and target.shape[1] == 1
+            and target.shape[2:] == pred.shape[2:] and not target.is_floating_point()):
+        return target.squeeze(1)
+    return target
+
+
 def check_reduction(reduction: str) -> str:
     if reduction not in REDUCTIONS:
         raise ConfigError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")

@@ -143,7 +143,7 @@ def expect_probabilities(pred: Tensor, loss_name: str) -> None:
     One host synchronisation; losses call it on their first batch only, which is when a
     missing ``from_logits`` shows.
     """
-    low, high = float(pred.min()), float(pred.max())
+    low, high = float(pred.detach().min()), float(pred.detach().max())
     if low < 0.0 or high > 1.0:
         raise LossInputError(
             f"{loss_name}: pred has values outside [0, 1] (min {low:.4g}, max {high:.4g}), so it is not "

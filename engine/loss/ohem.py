@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from engine.errors import ConfigError
-from engine.loss.base import WeightedLoss, as_tensor, expect_class_target
+from engine.loss.base import WeightedLoss, as_tensor, drop_label_channel, expect_class_target
 from engine.loss.build import LOSS_ARCH_REGISTRY
 
 
@@ -23,7 +23,7 @@ from engine.loss.build import LOSS_ARCH_REGISTRY
 class OnlineHardExampleMiningCELoss(WeightedLoss):
     """Mean cross-entropy of the hard pixels.
 
-    pred: (N, C, *) logits; target: (N, *) integer class indices.
+    pred: (N, C, *) logits; target: (N, *) or (N, 1, *) integer class indices.
 
     Args:
         thresh: a pixel is hard when the softmax probability of its true class is below
@@ -51,9 +51,10 @@ class OnlineHardExampleMiningCELoss(WeightedLoss):
         self.register_buffer("weight", as_tensor(weight, "weight"))
 
     def check_inputs(self, pred: Tensor, target: Tensor) -> None:
-        expect_class_target(pred, target, allow_probabilities=False)
+        expect_class_target(pred, drop_label_channel(pred, target), allow_probabilities=False)
 
     def compute(self, pred: Tensor, target: Tensor) -> Tensor:
+        target = drop_label_channel(pred, target)
         losses = F.cross_entropy(pred, target.long(), weight=self.weight,
                                  ignore_index=self.ignore_index, reduction="none").flatten()
         losses = losses[target.flatten() != self.ignore_index]

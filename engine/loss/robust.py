@@ -10,7 +10,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from engine.errors import ConfigError
-from engine.loss.base import WeightedLoss, as_tensor, check_reduction, expect_class_target, expect_same_shape, reduce
+from engine.loss.base import (
+    WeightedLoss,
+    as_tensor,
+    check_reduction,
+    drop_label_channel,
+    expect_class_target,
+    expect_same_shape,
+    reduce,
+)
 from engine.loss.build import LOSS_ARCH_REGISTRY
 from engine.loss.dense import mean_over_counted
 
@@ -24,7 +32,7 @@ class FocalLoss(WeightedLoss):
 
     ``mode='binary'``: pred are logits of any shape, target the same shape with values in
     [0, 1] (each element an independent sigmoid, as in RetinaNet).
-    ``mode='multiclass'``: pred (N, C, *) logits, target (N, *) class indices (softmax).
+    ``mode='multiclass'``: pred (N, C, *) logits, target (N, *) or (N, 1, *) class indices (softmax).
 
     Args:
         gamma: focusing exponent; 0 gives back cross-entropy.
@@ -60,7 +68,7 @@ class FocalLoss(WeightedLoss):
         if self.mode == "binary":
             expect_same_shape(pred, target, names=self.arguments)
         else:
-            expect_class_target(pred, target, allow_probabilities=False)
+            expect_class_target(pred, drop_label_channel(pred, target), allow_probabilities=False)
 
     def compute(self, pred: Tensor, target: Tensor) -> Tensor:
         if self.mode == "binary":
@@ -73,7 +81,7 @@ class FocalLoss(WeightedLoss):
             if self.alpha is not None:
                 loss = loss * (self.alpha * target + (1.0 - self.alpha) * (1.0 - target))
             return mean_over_counted(loss, counted, self.reduction)
-        target = target.long()
+        target = drop_label_channel(pred, target).long()
         valid = target != self.ignore_index
         safe = torch.where(valid, target, torch.zeros_like(target)).unsqueeze(1)
         log_p_t = pred.log_softmax(1).gather(1, safe).squeeze(1)

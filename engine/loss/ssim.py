@@ -116,7 +116,7 @@ class SSIMLoss(WeightedLoss):
         if target_form(pred, target) == "indices":
             expect_probabilities(pred, type(self).__name__)
             return
-        low, high = float(pred.min()), float(pred.max())
+        low, high = float(pred.detach().min()), float(pred.detach().max())
         if low < 0.0 or high > self.data_range:
             logger.warning(
                 "SSIMLoss: pred has values outside [0, data_range=%g] (min %.4g, max %.4g); if these are logits, "

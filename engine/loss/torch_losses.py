@@ -6,8 +6,9 @@ and checks its inputs' shapes before torch sees them. The binary cross-entropies
 ``ignore_index``, which torch gives only to the class-index losses: elements whose target
 is that value count nowhere, and the mean is over the counted ones. ``CrossEntropyLoss``
 and ``NLLLoss`` keep torch's (weighted) mean over the counted pixels, except that a batch
-with every pixel ignored gives 0 instead of torch's NaN: a random crop of void pixels must
-not stop a run as a NaN loss would.
+with every pixel ignored gives 0 instead of torch's NaN (a random crop of void pixels must
+not stop a run as a NaN loss would), and they accept class indices of shape (N, 1, *), as
+the seed's did.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.errors import ConfigError
-from engine.loss.base import LossInputError, WeightedLoss, expect_class_target, expect_same_shape, shape_str
+from engine.loss.base import (
+    LossInputError,
+    WeightedLoss,
+    drop_label_channel,
+    expect_class_target,
+    expect_same_shape,
+    shape_str,
+)
 from engine.loss.build import LOSS_ARCH_REGISTRY
 from engine.loss.dense import mean_over_counted
 from engine.utils.suggest import did_you_mean
@@ -47,8 +55,9 @@ class TorchLoss(WeightedLoss):
     torch_cls: Type[nn.Module]
     #: whether engine adds ``ignore_index`` (for losses whose torch class lacks it)
     adds_ignore_index: bool = False
-    #: whether a mean over class indices is taken by engine, so that all-ignored gives 0, not NaN
-    zero_when_all_ignored: bool = False
+    #: a class-index loss (CE, NLL): (N, 1, *) labels are accepted, and engine takes the mean so
+    #: that a batch with every pixel ignored gives 0, not NaN
+    class_labels: bool = False
 
     def __init__(self, lambda_weight: float = 1.0, **kwargs: Any) -> None:
         super().__init__(lambda_weight)
@@ -78,12 +87,14 @@ class TorchLoss(WeightedLoss):
         if reduction not in ("mean", "sum", "none"):
             raise ConfigError(f"reduction must be one of mean, sum, none, got {reduction!r}")
         self.reduction = reduction
-        self._engine_mean = self.zero_when_all_ignored and reduction == "mean"
+        self._engine_mean = self.class_labels and reduction == "mean"
         if self.ignore_index is not None or self._engine_mean:  # engine reduces, over the counted elements only
             kwargs["reduction"] = "none"
         self.fn = self.torch_cls(**kwargs)
 
     def compute(self, *inputs: Tensor) -> Tensor:
+        if self.class_labels:
+            inputs = (inputs[0], drop_label_channel(*inputs))
         if self._engine_mean:
             return self._class_index_mean(*inputs)
         if self.ignore_index is None:
@@ -108,7 +119,7 @@ class TorchLoss(WeightedLoss):
 
 
 def _check_class_pair(self: WeightedLoss, pred: Tensor, target: Tensor) -> None:
-    expect_class_target(pred, target, allow_probabilities=isinstance(self.fn, nn.CrossEntropyLoss))
+    expect_class_target(pred, drop_label_channel(pred, target), allow_probabilities=isinstance(self.fn, nn.CrossEntropyLoss))
 
 
 def _check_multilabel(self: WeightedLoss, pred: Tensor, target: Tensor) -> None:
@@ -126,7 +137,7 @@ def _register(
     check: Callable[..., None] = _check_same,
     arguments: Tuple[str, ...] = ("pred", "target"),
     add_ignore_index: bool = False,
-    zero_when_all_ignored: bool = False,
+    class_labels: bool = False,
 ) -> Type[TorchLoss]:
     """Create and register the engine class for ``torch_cls``.
 
@@ -151,7 +162,7 @@ def _register(
         "torch_cls": torch_cls,
         "arguments": arguments,
         "adds_ignore_index": add_ignore_index,
-        "zero_when_all_ignored": zero_when_all_ignored,
+        "class_labels": class_labels,
         "check_inputs": check,
         "__module__": __name__,
         "__doc__": f"``torch.nn.{torch_cls.__name__}`` times ``lambda_weight``; same parameters as torch.",
@@ -169,7 +180,7 @@ BCELoss = _register(nn.BCELoss, add_ignore_index=True)
 BCEWithLogitsLoss = _register(nn.BCEWithLogitsLoss, add_ignore_index=True)
 SoftMarginLoss = _register(nn.SoftMarginLoss)
 MultiLabelSoftMarginLoss = _register(nn.MultiLabelSoftMarginLoss, _check_multilabel)
-NLLLoss = _register(nn.NLLLoss, _check_class_pair, zero_when_all_ignored=True)
-CrossEntropyLoss = _register(nn.CrossEntropyLoss, _check_class_pair, zero_when_all_ignored=True)
+NLLLoss = _register(nn.NLLLoss, _check_class_pair, class_labels=True)
+CrossEntropyLoss = _register(nn.CrossEntropyLoss, _check_class_pair, class_labels=True)
 TripletMarginLoss = _register(nn.TripletMarginLoss, arguments=_TRIPLET)
 TripletMarginWithDistanceLoss = _register(nn.TripletMarginWithDistanceLoss, arguments=_TRIPLET)

@@ -10,7 +10,7 @@ import traceback
 from argparse import Namespace
 from typing import List, Optional
 
-from engine.config import CfgNode, dump_cfg, get_cfg, user_keys
+from engine.config import CfgNode, dump_cfg, get_cfg, user_key_paths
 from engine.errors import EngineError
 from engine.schedule import launch
 from engine.schedule.args import parse_args
@@ -99,8 +99,9 @@ def run_worker(scheduler: BaseScheduler, cfg: CfgNode) -> None:
             write_ds_config(ds_config, os.path.join(cfg.OUTPUT_DIR, "ds_config.json"))
         logger.info(f"world size {info.world_size} ({info.launcher}), device {device}, {threads} threads per rank")
         logger.info(f"DeepSpeed: {summarize(ds_config)}")
-        if user_keys(cfg):
-            logger.info("config keys of your own, not read by engine: " + ", ".join(user_keys(cfg)))
+        own_keys = user_key_paths(cfg)
+        if own_keys:
+            logger.info("config keys of your own, not read by engine: " + ", ".join(own_keys))
         if info.rank == 0:
             from engine.collect_env import collect_env, format_env
 

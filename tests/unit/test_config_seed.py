@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from engine.config import build_cfg, get_cfg, user_keys
+from engine.config import build_cfg, get_cfg, user_key_paths
 from engine.config.loader import load_file, merge
 from engine.errors import ConfigError
 from engine.utils.suggest import typo_of
@@ -67,6 +67,8 @@ def test_python_config_keeps_the_sections_and_ignores_the_users_variables(tmp_pa
     ("dataloder = dict(num_workers=2)", r"dataloder: .*Did you mean 'dataloader'\?"),
     ("Trainr = dict(name='T')", r"Trainr: .*Did you mean 'trainer'\?"),
     ("ouput_dir = '/tmp/x'", r"ouput_dir: .*Did you mean 'output_dir'\?"),
+    ("_bases_ = ['a.py']", r"_bases_: .*Did you mean '_base_'\?"),
+    ("base_ = 'a.py'", r"base_: .*Did you mean '_base_'\?"),
 ])
 def test_misspelled_section_in_a_python_config_is_still_an_error(tmp_path, text, message):
     path = write(tmp_path / "c.py", "trainer = dict(model=dict(name='M', generator=dict(name='N')))\n" + text + "\n")
@@ -89,9 +91,9 @@ def test_trainer_and_dataloader_keep_keys_of_the_users_own():
     assert cfg.TRAINER.MY_KEY == 5 and cfg.TRAINER.MODEL_PATH == "/w.pth"
     assert cfg.TRAINER.MODEL.NUM_CLASSES == 3
     assert list(cfg.DATALOADER.CROP_SIZE) == [512, 512] and "Crop_Size" in cfg.DATALOADER  # kept as written
-    assert sorted(user_keys(cfg)) == ["dataloader.Crop_Size", "dataloader.my_root", "trainer.model.num_classes",
+    assert sorted(user_key_paths(cfg)) == ["dataloader.Crop_Size", "dataloader.my_root", "trainer.model.num_classes",
                                       "trainer.model_path", "trainer.my_key"]
-    assert user_keys(build_cfg(MINIMAL)) == []
+    assert user_key_paths(build_cfg(MINIMAL)) == []
 
 
 @pytest.mark.parametrize("override, message", [

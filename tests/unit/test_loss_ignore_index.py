@@ -74,6 +74,17 @@ def test_cross_entropy_family_means_over_counted_pixels_only():
         torch.testing.assert_close(got, reference, msg=name)
 
 
+@pytest.mark.parametrize("name,params", [("CrossEntropyLoss", {}), ("NLLLoss", {}),
+                                         ("OnlineHardExampleMiningCELoss", dict(min_kept=10)),
+                                         ("FocalLoss", dict(mode="multiclass"))])
+def test_class_index_losses_take_labels_with_a_channel_of_one(name, params):
+    """Segmentation masks are often loaded as (N, 1, H, W); the seed's CE and NLL accepted them."""
+    logits, labels = _segmentation()
+    pred = logits.log_softmax(1) if name == "NLLLoss" else logits
+    loss = _loss(name, ignore_index=IGNORE, **params)
+    torch.testing.assert_close(loss(pred, labels.unsqueeze(1)), loss(pred, labels))
+
+
 @pytest.mark.parametrize("name", ["BCEWithLogitsLoss", "BCELoss", "FocalLoss", "GeneralizedCELoss"])
 def test_binary_cross_entropies_mean_over_counted_elements_only(name):
     gen = torch.Generator().manual_seed(1)
