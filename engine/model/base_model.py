@@ -57,6 +57,9 @@ class BaseModel(SeedModelSurface):
         self._clip = cfg.SOLVER.GENERATOR.CLIP_GRADIENTS
         self.skipped_nonfinite_steps = 0  # optimizer steps dropped for NaN/inf gradients (solver.nan_policy)
         self.last_step_skipped = False  # reset by the trainer before each step
+        # the loop counter of the latest training step; evaluation hands it to run_step too, since
+        # seed-era run_step code computes with epoch (epoch % n) and never saw None
+        self.last_epoch: Any = None
         self.ema = build_ema(self.g_model, cfg.SOLVER.EMA)  # None when solver.ema.enabled is off
         self._inference = contextlib.ExitStack()
         split = getattr(self, "pipeline_inputs", pipe.default_pipeline_inputs)  # pipeline: (inputs, labels) of a batch
@@ -68,7 +71,11 @@ class BaseModel(SeedModelSurface):
         return build_network(params, where="trainer.model.generator")
 
     def run_step(self, data: Any, *, epoch: Any = None, **kwargs: Any) -> Any:
-        """Forward one micro-batch and return its loss (a tensor or ``dict(loss=..., **scalars)``)."""
+        """Forward one micro-batch and return its loss (a tensor or ``dict(loss=..., **scalars)``).
+
+        ``epoch`` is the seed's loop counter: the step (0-based) in iteration mode, the epoch in
+        epoch mode; under evaluation, that of the latest training step.
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement run_step(data, *, epoch=None, **kwargs)")
 
     def generator(self, data: Any) -> Any:
@@ -83,6 +90,7 @@ class BaseModel(SeedModelSurface):
             if outputs is not None and self.ema is not None:
                 self.ema.update()
             return outputs or {}
+        self.last_epoch = epoch
         loss, scalars = split_step_output(self.run_step(data, epoch=epoch), type(self).__name__)
         outcome = backward_step(self.g_model, loss, self._clip)
         self.note_step(outcome)
@@ -98,7 +106,7 @@ class BaseModel(SeedModelSurface):
 
     def eval_step(self, data: Any) -> Any:
         """What evaluation records for one batch: ``run_step``'s output; the pipeline's loss under a pipeline."""
-        return self.run_step(data) if self.pipeline is None else self.pipeline.eval_loss(data)
+        return self.run_step(data, epoch=self.last_epoch) if self.pipeline is None else self.pipeline.eval_loss(data)
 
     @property
     def compute_dtype(self) -> torch.dtype:

@@ -125,7 +125,7 @@ class BaseGanModel(BaseModel):
         """The seed's GAN step over ``dmodel_step`` / ``gmodel_step``; engine-form models override it."""
         self._dmodel_backward(self.dmodel_step(data, epoch, **kwargs))
         g_step = int(self.cfg.TRAINER.MODEL.G_STEP)
-        if epoch is not None and int(epoch) % g_step != 0:
+        if torch.is_grad_enabled() and epoch is not None and int(epoch) % g_step != 0:  # evaluation: every loss
             self._g_rests = True
             return
         with self.discriminators_frozen():
@@ -242,11 +242,31 @@ class BaseGanModel(BaseModel):
     def train_micro_step(self, data: Any, *, epoch: Any = None) -> Dict[str, torch.Tensor]:
         """Run the user's ``run_step``, which steps every network through the helpers; return what to log."""
         self._step_log, self._g_stepped, self._g_rests = {}, False, False
+        self.last_epoch = epoch
         output = self.run_step(data, epoch=epoch)
         if not self._g_stepped and not self._g_rests:
             self._freeze_discriminators(False)
             raise EngineError(f"{type(self).__name__}.run_step never called g_backward_step(loss): in a GAN model "
                               "run_step steps the networks itself (see engine.model.gan_model)")
+        return self._logged_scalars(output)
+
+    def eval_step(self, data: Any) -> Dict[str, torch.Tensor]:
+        """One evaluation batch: the losses ``run_step`` records, nothing stepped.
+
+        The trainer evaluates under ``torch.no_grad``, where the backward helpers only record.
+        ``loss`` is ``run_step``'s own if it returned one, else the generator's (``g_loss``).
+        """
+        self._step_log, self._g_stepped, self._g_rests = {}, False, False
+        scalars = self._logged_scalars(self.run_step(data, epoch=self.last_epoch))
+        if "loss" not in scalars:
+            if "g_loss" not in scalars:
+                raise EngineError(f"{type(self).__name__}: evaluation ran run_step but it recorded no generator loss "
+                                  "(g_backward_step) and returned no 'loss'")
+            scalars["loss"] = scalars["g_loss"]
+        return scalars
+
+    def _logged_scalars(self, output: Any) -> Dict[str, torch.Tensor]:
+        """What the helpers recorded, plus what ``run_step`` returned (None, a loss tensor or a dict)."""
         scalars = dict(self._step_log)
         if isinstance(output, Mapping):
             scalars.update({k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in output.items()})

@@ -7,6 +7,7 @@ and resumed, and the final test pass of its trainer; the assertions read what th
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import cv2
@@ -129,3 +130,4 @@ def test_seed_form_gan_steps_d_every_step_and_g_every_g_step(tmp_path):
                                "g_optimizer", "g_scheduler"]
     assert "gan_project INFO] gan samples (3, 2)" in (out / "gan_project.log").read_text()
     assert "not read by engine" not in result.stdout  # g_step is engine's own key
+    assert re.search(r"eval at step 6: val/d_loss [0-9.]+  val/g_loss [0-9.]+  val/loss", result.stdout)

@@ -68,7 +68,8 @@ class PointGan(BaseGanModel):
         return self.bce(scores['default'], target)
 
     def gmodel_step(self, data, epoch=None, **kwargs):
-        self.g_calls.append(int(epoch))
+        if self.g_model.training:
+            self.g_calls.append(int(epoch))
         fake = self.g_model(self._noise(data['x'].shape[0]))
         scores = self.dmodel_forward(dict(default=dict(x=fake)))
         return self.bce(scores['default'], torch.ones_like(scores['default']))

@@ -1,6 +1,6 @@
 z_dim = 4
 
-dataloader = dict(num_workers=0, train_data_set=dict(name='RingPoints', num=64))
+dataloader = dict(num_workers=0, train_data_set=dict(name='RingPoints', num=64), val_data_set=dict(name='RingPoints', num=16))
 trainer = dict(
     name='GanTrainer',
     model=dict(
