@@ -9,14 +9,11 @@ step is never written twice when both ask for it.
 
 from __future__ import annotations
 
-import logging
 import weakref
 from typing import Any
 
 from engine.checkpoint import layout
 from engine.errors import EngineError
-
-logger = logging.getLogger("engine")
 
 
 class TrainerCheckpoint:
