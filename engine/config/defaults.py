@@ -2,6 +2,8 @@
 
 Files use these names in lowercase; code reads them upper-case (``cfg.SOLVER.MAX_ITER``).
 The README's config reference is generated from this table (``python -m engine.config.reference``).
+``trainer``, ``trainer.model`` and ``dataloader`` also accept keys of the user's own (the seed's
+``new_allowed`` sections); ``solver`` and ``deepspeed`` are closed.
 """
 
 from __future__ import annotations

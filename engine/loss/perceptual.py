@@ -109,14 +109,29 @@ class VggLoss(WeightedLoss):
         allow_random_init: without ``weights_path``, use random weights (tests only:
             random features make a meaningless loss).
         lambda_weight: factor of the loss.
+        vgg_path: the seed's name of ``weights_path``.
+        vgg_arch: the seed's form: names the network (only ``'vgg19'`` is built here) and
+            selects the seed's comparison, the mean squared error of the whole feature
+            stack's output (``pool5``) on the images as given (no ImageNet normalisation),
+            in place of ``layers``, ``criterion`` and ``normalize``.
     """
 
     def __init__(self, weights_path: Optional[str] = None,
                  layers: Sequence[str] = ("relu1_2", "relu2_2", "relu3_4", "relu4_4", "relu5_4"),
                  layer_weights: Optional[Sequence[float]] = None, criterion: str = "l1",
                  input_range: Sequence[float] = (0.0, 1.0), normalize: bool = True,
-                 allow_random_init: bool = False, lambda_weight: float = 1.0) -> None:
+                 allow_random_init: bool = False, lambda_weight: float = 1.0,
+                 vgg_path: Optional[str] = None, vgg_arch: Optional[str] = None) -> None:
         super().__init__(lambda_weight)
+        if vgg_path is not None:
+            if weights_path is not None and weights_path != vgg_path:
+                raise ConfigError("VggLoss: weights_path and vgg_path (the seed's name) disagree; set only one of them")
+            weights_path = vgg_path
+        if vgg_arch is not None:
+            if vgg_arch != "vgg19":
+                raise ConfigError(f"VggLoss: vgg_arch {vgg_arch!r} is not built by engine, which has VGG19 only "
+                                  "(vgg_arch='vgg19' with torchvision VGG19 weights)")
+            layers, layer_weights, criterion, normalize = ("pool5",), None, "mse", False
         if weights_path is None and not allow_random_init:
             raise ConfigError(
                 "VggLoss needs weights_path: VGG19 weights cannot be downloaded at run time. "

@@ -139,3 +139,20 @@ def test_charbonnier_by_hand():
     out = _loss("CharbonnierLoss", eps=4.0, reduction="sum")(torch.tensor([3.0, 0.0]), torch.zeros(2))
     assert out.item() == pytest.approx(5.0 + 4.0)
     assert _loss("CharbonnierLoss", eps=1e-3)(torch.tensor([2.0]), torch.zeros(1)).item() == pytest.approx(2.0, rel=1e-6)
+
+
+def test_vgg_seed_form_is_mse_of_the_whole_feature_stack(tmp_path):
+    """The seed's VggLoss(vgg_path, vgg_arch): MSE of features(x) (through pool5), images as given."""
+    seed_form = _loss("VggLoss", vgg_arch="vgg19", allow_random_init=True)
+    engine_form = _loss("VggLoss", layers=["pool5"], criterion="mse", normalize=False, allow_random_init=True)
+    engine_form.load_state_dict(seed_form.state_dict())
+    assert len(seed_form.vgg) == 37  # every layer of features runs
+    x, y = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    torch.testing.assert_close(seed_form(x, y), engine_form(x, y))
+    torch.testing.assert_close(seed_form(x, y), F.mse_loss(seed_form.vgg(x), seed_form.vgg(y)))
+    with pytest.raises(ConfigError, match="does not exist"):  # vgg_path is weights_path
+        _loss("VggLoss", vgg_path=str(tmp_path / "nope.pth"), vgg_arch="vgg19")
+    with pytest.raises(ConfigError, match="vgg_arch 'vgg16' is not built by engine, which has VGG19 only"):
+        _loss("VggLoss", vgg_path=str(tmp_path / "nope.pth"), vgg_arch="vgg16")
+    with pytest.raises(ConfigError, match="weights_path and vgg_path .* disagree"):
+        _loss("VggLoss", weights_path="a.pth", vgg_path="b.pth")
