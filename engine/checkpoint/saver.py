@@ -173,11 +173,18 @@ class CheckpointHook(PeriodicHook):
     def after_step(self) -> None:
         done = self.trainer.iter + 1
         stop = self.stop_at_iter > 0 and done == self.stop_at_iter
-        if (self.is_due() or stop) and done != self._saved_step:
-            save_checkpoint(self.trainer, done, self._group)
-            self._saved_step = done
+        if self.is_due() or stop:
+            self.save_once(done)
         if stop:
             _stop_now(done)
+
+
+    def save_once(self, done: int) -> None:
+        """Save tag ``iter_<done>`` unless this run already saved it (the hook and
+        ``trainer.checkpoint.save`` may both ask for the same step)."""
+        if done != self._saved_step:
+            save_checkpoint(self.trainer, done, self._group)
+            self._saved_step = done
 
 
 def _stop_now(step: int) -> None:

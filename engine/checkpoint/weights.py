@@ -45,13 +45,24 @@ def load_weights(target: Any, path: str, *, strict: bool = False) -> Any:
     first step would put the random initial weights back. At ZeRO-3 each rank holds a
     shard only, so parameters are gathered per module and rank 0's copy is scattered.
     """
+    return load_state(target, read_state_dict(path), strict=strict, source=path)
+
+
+def load_state(target: Any, state: Dict[str, torch.Tensor], *, strict: bool = False, source: str = "state dict") -> Any:
+    """Load a whole (unsharded) state dict into a network or DeepSpeed engine, as ``load_weights`` does.
+
+    Args:
+        target: a network, or the engine that wraps it (then the optimizer's fp32 copy follows).
+        state: parameter and buffer tensors by name.
+        strict: fail when keys are missing or unexpected.
+        source: where ``state`` came from, named in messages.
+    """
     network = getattr(target, "module", target)
-    state = read_state_dict(path)
     expected = set(network.state_dict().keys())
     missing = sorted(expected - set(state))
     unexpected = sorted(set(state) - expected)
     if strict and (missing or unexpected):
-        raise ConfigError(f"trainer.weights: {path} does not match the network (trainer.weights_strict): "
+        raise ConfigError(f"trainer.weights: {source} does not match the network (trainer.weights_strict): "
                           f"missing {missing[:20]}, unexpected {unexpected[:20]}")
     if _is_zero3(network):
         _load_zero3(network, state)
@@ -61,7 +72,7 @@ def load_weights(target: Any, path: str, *, strict: bool = False) -> Any:
     optimizer = getattr(target, "optimizer", None)
     if optimizer is not None and hasattr(optimizer, "refresh_fp32_params"):
         optimizer.refresh_fp32_params()
-    logger.info(f"loaded weights from {path}: {len(missing)} missing, {len(unexpected)} unexpected keys")
+    logger.info(f"loaded weights from {source}: {len(missing)} missing, {len(unexpected)} unexpected keys")
     for kind, keys in (("missing keys", missing), ("unexpected keys", unexpected)):
         if keys:
             logger.warning(f"  {kind}: {', '.join(keys[:20])}{' ...' if len(keys) > 20 else ''}")

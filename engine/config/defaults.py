@@ -103,6 +103,7 @@ DEFAULTS = Section(
                         "discriminator": Open("GAN discriminator network(s): one dict, or a list of dict(name=..., params=the network dict)", allow_list=True),
                         "loss": Open("loss config handed to the user's model (LossKeyCompose form)"),
                         "ema": Open("seed spelling of solver.ema (enable/enabled, decay_rate, num_updates)"),
+                        "g_step": Field(1, _INT, "GAN in the seed's form (dmodel_step/gmodel_step): step the generator when the loop counter is a multiple of N", minimum=1),
                         "activation_checkpointing": Field(False, _BOOL, "recompute the blocks the network lists in checkpoint_blocks during backward (torch.utils.checkpoint; DeepSpeed's when deepspeed.activation_checkpointing is set)"),
                     },
                     accepts_user_keys=True,

@@ -18,15 +18,20 @@ from engine.model.zero_init import construction_context  # zero_init
 from engine.model import pipeline as pipe  # pipeline
 from engine.model.tensor_parallel import autotp_size, layer_specs, with_network_specs  # tensor parallel
 from engine.model.activation_checkpointing import activation_checkpointing_requested, apply_activation_checkpointing
+from engine.model.seed_surface import SeedModelSurface
 
 
-class BaseModel:
+class BaseModel(SeedModelSurface):
     """The model bundle: what the user subclasses and registers in ``BUILD_MODEL_REGISTRY``.
 
     The user writes ``run_step`` (forward + loss, returning the loss tensor or
     ``dict(loss=..., **scalars)``) and ``generator`` (inference). Backward, gradient
     accumulation, clipping, optimizer and LR steps happen here, through the DeepSpeed engine
     ``self.g_model``, so user code is the same at every ZeRO stage.
+
+    The seed's members (``model(data, epoch=...)``, ``get_state_dict`` / ``load_state_dict``,
+    ``get_addition_state_dict`` / ``load_addition_state_dict``, ``g_scheduler``) come from
+    ``engine.model.seed_surface.SeedModelSurface``.
     """
 
     def __init__(self, cfg: Any) -> None:
@@ -52,6 +57,9 @@ class BaseModel:
         self._clip = cfg.SOLVER.GENERATOR.CLIP_GRADIENTS
         self.skipped_nonfinite_steps = 0  # optimizer steps dropped for NaN/inf gradients (solver.nan_policy)
         self.last_step_skipped = False  # reset by the trainer before each step
+        # the loop counter of the latest training step; evaluation hands it to run_step too, since
+        # seed-era run_step code computes with epoch (epoch % n) and never saw None
+        self.last_epoch: Any = None
         self.ema = build_ema(self.g_model, cfg.SOLVER.EMA)  # None when solver.ema.enabled is off
         self._inference = contextlib.ExitStack()
         split = getattr(self, "pipeline_inputs", pipe.default_pipeline_inputs)  # pipeline: (inputs, labels) of a batch
@@ -63,7 +71,11 @@ class BaseModel:
         return build_network(params, where="trainer.model.generator")
 
     def run_step(self, data: Any, *, epoch: Any = None, **kwargs: Any) -> Any:
-        """Forward one micro-batch and return its loss (a tensor or ``dict(loss=..., **scalars)``)."""
+        """Forward one micro-batch and return its loss (a tensor or ``dict(loss=..., **scalars)``).
+
+        ``epoch`` is the seed's loop counter: the step (0-based) in iteration mode, the epoch in
+        epoch mode; under evaluation, that of the latest training step.
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement run_step(data, *, epoch=None, **kwargs)")
 
     def generator(self, data: Any) -> Any:
@@ -78,6 +90,7 @@ class BaseModel:
             if outputs is not None and self.ema is not None:
                 self.ema.update()
             return outputs or {}
+        self.last_epoch = epoch
         loss, scalars = split_step_output(self.run_step(data, epoch=epoch), type(self).__name__)
         outcome = backward_step(self.g_model, loss, self._clip)
         self.note_step(outcome)
@@ -93,7 +106,7 @@ class BaseModel:
 
     def eval_step(self, data: Any) -> Any:
         """What evaluation records for one batch: ``run_step``'s output; the pipeline's loss under a pipeline."""
-        return self.run_step(data) if self.pipeline is None else self.pipeline.eval_loss(data)
+        return self.run_step(data, epoch=self.last_epoch) if self.pipeline is None else self.pipeline.eval_loss(data)
 
     @property
     def compute_dtype(self) -> torch.dtype:
@@ -115,7 +128,7 @@ class BaseModel:
     def enable_train(self) -> None:
         """Back to training: train mode, and the training weights if ``disable_train`` swapped in the EMA."""
         self._inference.close()
-        self.g_model.train()
+        set_train_mode(self.g_model, True)
 
     def disable_train(self) -> None:
         """Inference mode: eval mode and, when EMA is on, the EMA weights until ``enable_train``.
@@ -123,7 +136,7 @@ class BaseModel:
         The seed's promise is that ``generator()`` runs on EMA weights when EMA is on; the
         trainer's evaluation brackets itself with these two calls, so it gets them too.
         """
-        self.g_model.eval()
+        set_train_mode(self.g_model, False)
         self._inference.close()
         self._inference.enter_context(self.eval_context())
 
@@ -172,6 +185,16 @@ class BaseModel:
     def global_steps(self) -> int:
         """Optimizer steps taken (DeepSpeed's counter)."""
         return int(self.g_model.global_steps)
+
+
+def set_train_mode(engine: Any, training: bool) -> None:
+    """``engine.train(training)`` and the engine's own ``training`` flag with it.
+
+    DeepSpeed's ``train()``/``eval()`` switch only the wrapped module, so ``g_model.training``
+    would stay True after ``disable_train``; seed code reads it (``if self.g_model.training``).
+    """
+    engine.train(training)
+    engine.training = training
 
 
 def split_step_output(output: Any, owner: str) -> Tuple[torch.Tensor, Dict[str, Any]]:

@@ -36,6 +36,10 @@ def build_model(cfg: Any) -> Any:
     return cls(cfg)
 
 
-def build_network(spec: Mapping[str, Any], *, where: str) -> Any:
-    """A network from ``dict(name=..., **params)``; bad params fail naming ``where``."""
+def build_network(spec: Mapping[str, Any], *, where: str = "trainer.model.generator") -> Any:
+    """A network from ``dict(name=..., **params)``; bad params fail naming ``where``.
+
+    ``build_network(cfg)`` with one argument is the seed's call; ``where`` is then the
+    generator's key path, the spec a seed model's ``create_model(params)`` receives.
+    """
     return BUILD_NETWORK_REGISTRY.build(dict(spec), where=where)

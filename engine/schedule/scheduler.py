@@ -110,7 +110,7 @@ def run_worker(scheduler: BaseScheduler, cfg: CfgNode) -> None:
         trainer = scheduler.build_trainer(cfg)
         seed_everything(cfg.SEED + info.rank)  # then per-rank randomness (dropout) differs
         trainer.resume_or_load(scheduler.args.resume)
-        trainer.train()
+        trainer.loop()  # the seed's entry; BaseTrainer.loop runs train()
     except BaseException as exc:
         from engine.data.loader import worker_failure
 

@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Mapping
 import torch
 
 from engine import comm
+from engine.utils.signature import positional_capacity
 
 logger = logging.getLogger("engine")
 
@@ -62,11 +63,19 @@ class PeriodicHook(HookBase):
 class SeedCallbacksHook(HookBase):
     """Calls the seed's overridable trainer methods: before_loop, iterate_after, after_loop."""
 
+    seed_form = False
+
     def before_train(self) -> None:
+        # the seed's iterate_after(epoch) takes no loss_dict and follows the seed's loop cadence
+        self.seed_form = positional_capacity(self.trainer.iterate_after) < 2
         self.trainer.before_loop()
 
     def after_step(self) -> None:
-        self.trainer.iterate_after(self.trainer.epoch, self.trainer.step_outputs)
+        trainer = self.trainer
+        if not self.seed_form:
+            trainer.iterate_after(trainer.loop_counter, trainer.step_outputs)
+        elif trainer.ends_loop_turn:
+            trainer.iterate_after(trainer.loop_counter)
 
     def after_train(self) -> None:
         self.trainer.after_loop()

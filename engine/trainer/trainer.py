@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import torch
 
 from engine import comm
+from engine.checkpoint.trainer_checkpoint import TrainerCheckpoint
 from engine.data.build import build_dataset
 from engine.errors import EngineError
 from engine.data.loader import build_inference_loader, build_train_loader, next_batch
@@ -19,6 +20,8 @@ from engine.model.build import build_model, planned_steps
 from engine.schedule.ds_config import build_ds_config, data_parallel_coords
 from engine.trainer.build import BUILD_TRAINER_REGISTRY
 from engine.trainer.hooks import HookBase, reduce_mean, register_hooks
+from engine.trainer.seed_surface import SeedTrainerSurface
+from engine.utils.signature import positional_capacity
 
 logger = logging.getLogger("engine")
 
@@ -31,7 +34,7 @@ def run_device_type() -> str:
 
 
 @BUILD_TRAINER_REGISTRY.register()
-class BaseTrainer:
+class BaseTrainer(SeedTrainerSurface):
     """Builds the datasets, loaders and model bundle from the config, then runs the loop.
 
     One ``step`` is one optimizer step: ``solver.gradient_accumulation_batch`` micro-batches
@@ -39,8 +42,16 @@ class BaseTrainer:
     loop runs ``solver.max_epoch`` epochs of ``steps_per_epoch`` steps; the data stream is
     the same in both modes.
 
-    Seed methods a subclass may override: ``before_loop``, ``iterate_after(epoch, loss_dict)``,
-    ``after_loop``, ``set_collate_fn(cfg)``, ``create_dataset``, ``create_model``, ``evaluate``.
+    Seed methods a subclass may override: ``before_loop``, ``iterate_after``, ``after_loop``,
+    ``set_collate_fn(cfg)``, ``create_dataset``, ``create_model``, ``evaluate``, ``loop``. Where
+    the seed and engine wrote a method differently, both forms work and the one a subclass
+    wrote is detected from its signature or return value (see each method).
+
+    The seed's attributes are here too: ``model``, ``train_data_loader``, ``val_data_loader``,
+    ``test_data_loader``, ``checkpoint``, ``default_log_name``, ``output``, ``max_iter``,
+    ``start_iter``, ``device``, ``enable_epoch_method``, ``gradient_accumulation_batch``,
+    ``train_batch_size``, ``model_path``. None of them draws random numbers or touches the
+    data order, so resume stays exact.
     """
 
     def __init__(self, cfg: Any) -> None:
@@ -48,10 +59,8 @@ class BaseTrainer:
         solver = cfg.SOLVER
         self.accumulation = max(1, solver.GRADIENT_ACCUMULATION_BATCH)
         self.micro_batch = solver.TRAIN_PER_BATCH // self.accumulation
-        self.collate_fn = self.set_collate_fn(cfg)
-        self.train_dataset = self.create_dataset(cfg.DATALOADER.TRAIN_DATA_SET, "dataloader.train_data_set")
-        val_spec = cfg.DATALOADER.VAL_DATA_SET
-        self.val_dataset = self.create_dataset(val_spec, "dataloader.val_data_set") if val_spec else None
+        self._choose_collate_fns(cfg)
+        self.train_dataset, self.val_dataset, self.test_dataset = self._create_datasets(cfg)
         self.ds_config = build_ds_config(cfg, world_size=comm.get_world_size(), device=run_device_type())
         self.global_batch_size = int(self.ds_config["train_batch_size"])
         # ranks of one model replica (pipeline stages, TP shards) read the same data
@@ -68,19 +77,54 @@ class BaseTrainer:
         self.data_time = 0.0
         self.latest_metrics: Dict[str, float] = {}
         self.latest_logged: Dict[str, float] = {}
-        self.val_loader = self._inference_loader(self.val_dataset, solver.VAL_PER_BATCH) if self.val_dataset else None
+        # loaders are built here but iterated only in train(): building one draws no random number
+        self.train_data_loader = self._train_loader()
+        self.val_data_loader = self._inference_loader(self.val_dataset, solver.VAL_PER_BATCH)
+        self.test_data_loader = self._inference_loader(self.test_dataset, solver.TEST_PER_BATCH)
+        self.checkpoint = TrainerCheckpoint(self)
         self.hooks: List[HookBase] = register_hooks(self, self.build_hooks())
         self._data_iter: Optional[Iterator] = None
 
     # ---- construction (seed hooks) ----------------------------------------------------------
-    def create_dataset(self, spec: Mapping[str, Any], where: str) -> Any:
-        return build_dataset(spec, where=where)
+    def create_dataset(self, spec: Mapping[str, Any], where: Optional[str] = None) -> Any:
+        """One dataset from its config dict; ``where`` is its key path, named in errors.
+
+        The seed's form is ``create_dataset(self, cfg)`` returning ``(train, valid, test)``;
+        a subclass may write either (told apart by its number of arguments), and a seed
+        override's ``super().create_dataset(cfg)`` gets the triple.
+        """
+        if where is None and "DATALOADER" in spec:  # super().create_dataset(cfg) from a seed override
+            return dataset_triple(spec, lambda one, path: build_dataset(one, where=path))
+        return build_dataset(spec, where=where or "dataset")
+
+    def _choose_collate_fns(self, cfg: Any) -> None:
+        """``collate_train_fn`` / ``collate_valid_fn`` from ``set_collate_fn``, whichever form it has."""
+        self.collate_train_fn: Optional[Callable] = None  # the seed's set_collate_fn sets these two
+        self.collate_valid_fn: Optional[Callable] = None
+        returned = self.set_collate_fn(cfg)
+        if returned is not None:  # engine's form: one function for every loader the attributes leave open
+            self.collate_train_fn = self.collate_train_fn or returned
+            self.collate_valid_fn = self.collate_valid_fn or returned
+
+    def _create_datasets(self, cfg: Any) -> Tuple[Any, Optional[Any], Optional[Any]]:
+        if positional_capacity(self.create_dataset) == 1:  # the seed's create_dataset(cfg)
+            datasets = self.create_dataset(cfg)
+            if not isinstance(datasets, (tuple, list)) or len(datasets) != 3:
+                raise EngineError(f"{type(self).__name__}.create_dataset(cfg) must return (train, valid, test) "
+                                  f"datasets, got {type(datasets).__name__}")
+            return tuple(datasets)
+        return dataset_triple(cfg, self.create_dataset)
 
     def create_model(self, cfg: Any) -> Any:
         return build_model(cfg)
 
     def set_collate_fn(self, cfg: Any) -> Optional[Callable]:
-        """The collate function of every loader; None means torch's default."""
+        """Choose the loaders' collate functions; the default keeps torch's.
+
+        Two forms: the seed's sets ``self.collate_train_fn`` (training loader) and
+        ``self.collate_valid_fn`` (validation and test loaders) and returns nothing; engine's
+        returns one function, used by every loader whose attribute is still None.
+        """
         return None
 
     def build_train_sampler(self) -> TrainingSampler:
@@ -101,8 +145,15 @@ class BaseTrainer:
     def before_loop(self) -> None:
         """Called once before the first step."""
 
-    def iterate_after(self, epoch: int, loss_dict: Dict[str, torch.Tensor]) -> None:
-        """Called after every optimizer step with the step's mean outputs (tensors)."""
+    def iterate_after(self, epoch: int, loss_dict: Optional[Dict[str, torch.Tensor]] = None) -> None:
+        """Called after optimizer steps with the seed's loop counter (``loop_counter``).
+
+        Two forms, told apart by how many arguments the override takes:
+        ``iterate_after(self, epoch, loss_dict)`` (the README's) runs after every optimizer
+        step, with the step's mean outputs (tensors); ``iterate_after(self, epoch)`` (the
+        seed's code) runs once per turn of the seed's loop: every step in iteration mode,
+        once at the end of each epoch in epoch mode.
+        """
 
     def after_loop(self) -> None:
         """Called once after the last step."""
@@ -112,12 +163,22 @@ class BaseTrainer:
     def epoch(self) -> int:
         return self.iter // self.steps_per_epoch
 
+    @property
+    def loop_counter(self) -> int:
+        """The seed's loop variable: the step (0-based) in iteration mode, the epoch in epoch mode."""
+        return self.epoch if self.epoch_mode else self.iter
+
+    @property
+    def ends_loop_turn(self) -> bool:
+        """Whether the current step ends one turn of the seed's loop (in epoch mode: the epoch's last step)."""
+        return not self.epoch_mode or (self.iter + 1) % self.steps_per_epoch == 0
+
     def train(self) -> None:
         """Run from ``start_iter`` to ``max_iter``."""
         logger.info(f"training steps {self.start_iter}..{self.max_iter} "
                     f"({self.steps_per_epoch} steps per epoch, global batch {self.global_batch_size})")
         self.sampler.start = self._sampler_position(self.start_iter)  # from global_sample_index
-        self._data_iter = iter(self._train_loader())
+        self._data_iter = iter(self.train_data_loader)
         self.model.enable_train()
         with EventStorage() as self.storage:
             self._call_hooks("before_train")
@@ -127,7 +188,9 @@ class BaseTrainer:
                 self._call_hooks("after_step")
             self._call_hooks("after_train")
 
-    loop = train  # the seed's name
+    def loop(self) -> None:
+        """The seed's name of ``train``, and what the scheduler calls: a subclass may override either."""
+        self.train()
 
     def run_step(self) -> None:
         """One optimizer step: ``accumulation`` micro-batches through the model bundle."""
@@ -137,7 +200,7 @@ class BaseTrainer:
             start = time.perf_counter()
             data = next_batch(self._data_iter)  # shared-memory exhaustion -> EngineError
             self.data_time += time.perf_counter() - start
-            for name, value in self.model.train_micro_step(data, epoch=self.epoch).items():
+            for name, value in self.model.train_micro_step(data, epoch=self.loop_counter).items():
                 self.storage.put_scalar(name, value)
         if self.model.last_step_skipped:
             self._on_nonfinite_step()
@@ -151,10 +214,9 @@ class BaseTrainer:
             logger.warning(f"step {step}: non-finite loss or gradients; the update was skipped on every rank "
                            f"({count} skipped so far)")
             return
-        from engine.checkpoint.saver import CheckpointHook, save_checkpoint
+        from engine.checkpoint.saver import save_checkpoint
 
-        hook = next((h for h in self.hooks if isinstance(h, CheckpointHook)), None)
-        tag_dir = save_checkpoint(self, step, getattr(hook, "_group", None))
+        tag_dir = save_checkpoint(self, step, getattr(self.checkpoint_hook, "_group", None))
         raise EngineError(
             f"solver.nan_policy = 'stop': the loss or gradients became non-finite at step {step}. The update was "
             f"not applied; the last good weights are saved in {tag_dir} (--resume continues after this batch). "
@@ -171,7 +233,7 @@ class BaseTrainer:
         self.model.disable_train()
         try:
             with torch.no_grad():
-                return self.evaluate(self.model, self.val_loader)
+                return self.evaluate(self.model, self.val_data_loader)
         finally:
             self.model.enable_train()
 
@@ -199,62 +261,47 @@ class BaseTrainer:
                     **{f"val/{k}": v for k, v in images.items()})
 
     # ---- loaders -----------------------------------------------------------------------------
+    @property
+    def val_loader(self) -> Any:
+        """Engine's earlier name of ``val_data_loader``."""
+        return self.val_data_loader
+
     def _train_loader(self) -> Any:
         data = self.cfg.DATALOADER
         return build_train_loader(
             self.train_dataset, self.sampler, micro_batch=self.micro_batch, num_workers=data.NUM_WORKERS,
-            collate_fn=self.collate_fn, pin_memory=data.PIN_MEMORY, timeout=data.TIMEOUT,
+            collate_fn=self.collate_train_fn, pin_memory=data.PIN_MEMORY, timeout=data.TIMEOUT,
             seed=self.cfg.SEED + self.dp_rank, seed_per_sample=data.SEED_PER_SAMPLE,
         )
 
     def _inference_loader(self, dataset: Any, batch_size: int) -> Any:
+        """This rank's share of ``dataset`` in order, or None without a dataset."""
+        if dataset is None:
+            return None
         data = self.cfg.DATALOADER
         return build_inference_loader(
             dataset, batch_size=batch_size, rank=self.dp_rank, world_size=self.dp_size,
-            num_workers=data.NUM_WORKERS, collate_fn=self.collate_fn, pin_memory=data.PIN_MEMORY,
+            num_workers=data.NUM_WORKERS, collate_fn=self.collate_valid_fn, pin_memory=data.PIN_MEMORY,
             timeout=data.TIMEOUT,
         )
 
-    # ---- weights / resume -----------------------------------------------------------------
-    def state_dict(self) -> Dict[str, Any]:
-        """Where the run stands after the current step; the sampler position is all the data needs."""
-        done = self.iter + 1
-        per_step = self.cfg.SOLVER.TRAIN_PER_BATCH
-        base_iter, base_global = getattr(self, "_data_base", (0, 0))  # global_sample_index: after a resize
-        return {"iteration": done, "epoch": done // self.steps_per_epoch, "samples_per_step": per_step,
-                "sampler_position": self._sampler_position(done),
-                "global_sample_index": base_global + (done - base_iter) * per_step * self.dp_size,
-                "dp_size": self.dp_size}
+    @property
+    def checkpoint_hook(self) -> Any:
+        """The ``CheckpointHook`` among ``self.hooks`` (None if a subclass's build_hooks left it out)."""
+        from engine.checkpoint.saver import CheckpointHook
 
-    def _sampler_position(self, done: int) -> int:
-        """Samples this rank consumed after ``done`` steps (shifted when the world size changed)."""
-        base_iter, base_global = getattr(self, "_data_base", (0, 0))  # global_sample_index: after a resize
-        return base_global // self.dp_size + (done - base_iter) * self.cfg.SOLVER.TRAIN_PER_BATCH
+        return next((h for h in self.hooks if isinstance(h, CheckpointHook)), None)
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Continue after ``state["iteration"]`` steps; ``train()`` places the sampler from it.
+def dataset_triple(cfg: Any, make: Callable[[Mapping[str, Any], str], Any]) -> Tuple[Any, Optional[Any], Optional[Any]]:
+    """(train, valid, test) datasets of ``cfg.DATALOADER``, each built by ``make(spec, key_path)``.
 
-        global_sample_index: with a different data-parallel size the iteration is kept and the
-        data stream goes on from the same global sample index, re-divided over the new ranks.
-        """
-        per_step = self.cfg.SOLVER.TRAIN_PER_BATCH
-        if state["samples_per_step"] != per_step:  # a dp_size change is fine: global_sample_index
-            from engine.errors import EngineError
-
-            raise EngineError(f"--resume: the checkpoint was saved with solver.train_per_batch {state['samples_per_step']} "
-                              f"on {state['dp_size']} data-parallel ranks; this run has {per_step} on {self.dp_size}")
-        self.start_iter = self.iter = int(state["iteration"])
-        total = int(state.get("global_sample_index", state["sampler_position"] * state["dp_size"]))
-        self._data_base = (self.start_iter, total)
-        if state["dp_size"] != self.dp_size:  # global_sample_index re-divided
-            logger.info(f"resume: global sample index {total} over {self.dp_size} data-parallel ranks (was "
-                        f"{state['dp_size']}): each rank starts at sample {total // self.dp_size} of its stream")
-
-    def resume_or_load(self, resume: bool = False) -> None:
-        """Resume from the newest complete checkpoint, or load ``trainer.weights``."""
-        from engine.checkpoint.resume import resume_or_load
-
-        resume_or_load(self, resume)
+    The validation set is optional; the test set falls back to the validation set, as in the seed.
+    """
+    data = cfg.DATALOADER
+    train = make(data.TRAIN_DATA_SET, "dataloader.train_data_set")
+    valid = make(data.VAL_DATA_SET, "dataloader.val_data_set") if data.VAL_DATA_SET else None
+    test = make(data.TEST_DATA_SET, "dataloader.test_data_set") if data.get("TEST_DATA_SET") else valid
+    return train, valid, test
 
 
 def batch_size(batch: Any) -> int:

@@ -16,9 +16,11 @@ from engine.transforms.pixel import (
 from engine.transforms.spatial import Pad32, RandomAffine, RandomCrop, RandomFlip, RandomResize, Resize
 from engine.transforms.mix import MosaicTransform
 
+TransformCompose = Compose  # the seed's name of the pipeline
+
 __all__ = [
     "BUILD_TRANSFORMER_REGISTRY", "build_transform", "build_transforms", "BaseTransform", "BasicColorTransform",
-    "Compose", "OneOf", "RandomChoice",
+    "Compose", "OneOf", "RandomChoice", "TransformCompose",
     "RandomBrightness", "RandomContrast", "RandomSaturation", "RandomHue", "RandomGamma", "RandomCLAHE",
     "RandomCompress", "RandomSharpen", "RandomToneCurve", "RandomBrightnessContrast", "RandomGaussianBlur",
     "ToGray", "Normalize", "RandomColorJitter",

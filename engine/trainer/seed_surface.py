@@ -1,0 +1,89 @@
+"""The seed's ``BaseTrainer`` attribute names, read by seed-era trainers, as views of engine's state.
+
+Each is derived from the config or from the trainer's own attributes when read, so there is
+one owner of each fact and nothing here draws random numbers or touches the data order.
+"""
+
+from __future__ import annotations
+
+
+class SeedTrainerSurface:
+    """Mixin of ``BaseTrainer``: ``default_log_name``, ``output``, ``device``, ``enable_epoch_method``,
+    ``gradient_accumulation_batch``, ``train_batch_size``, ``model_path``.
+
+    Expects ``cfg``, ``model``, ``epoch_mode`` and ``micro_batch`` from the trainer.
+    """
+
+    @property
+    def default_log_name(self) -> str:
+        """``output_log_name``: the logger user code writes to (routed like ``engine``'s)."""
+        return self.cfg.OUTPUT_LOG_NAME
+
+    @property
+    def output(self) -> str:
+        return self.cfg.OUTPUT_DIR
+
+    @property
+    def device(self) -> str:
+        """Where the model runs, as the seed's string (``cpu``, ``cuda:0``): ``tensor.to(self.device)`` works."""
+        return str(self.model.device)
+
+    @property
+    def enable_epoch_method(self) -> bool:
+        return self.epoch_mode
+
+    @property
+    def gradient_accumulation_batch(self) -> int:
+        """``solver.gradient_accumulation_batch`` as written (values <= 1 mean no accumulation)."""
+        return int(self.cfg.SOLVER.GRADIENT_ACCUMULATION_BATCH)
+
+    @property
+    def train_batch_size(self) -> int:
+        """Samples per micro-batch per rank (the seed's name for what each forward sees)."""
+        return self.micro_batch
+
+    @property
+    def model_path(self) -> str:
+        """``trainer.weights``."""
+        return self.cfg.TRAINER.WEIGHTS
+
+    # ---- weights / resume -----------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        """Where the run stands after the current step; the sampler position is all the data needs."""
+        done = self.iter + 1
+        per_step = self.cfg.SOLVER.TRAIN_PER_BATCH
+        base_iter, base_global = getattr(self, "_data_base", (0, 0))  # global_sample_index: after a resize
+        return {"iteration": done, "epoch": done // self.steps_per_epoch, "samples_per_step": per_step,
+                "sampler_position": self._sampler_position(done),
+                "global_sample_index": base_global + (done - base_iter) * per_step * self.dp_size,
+                "dp_size": self.dp_size}
+
+    def _sampler_position(self, done: int) -> int:
+        """Samples this rank consumed after ``done`` steps (shifted when the world size changed)."""
+        base_iter, base_global = getattr(self, "_data_base", (0, 0))  # global_sample_index: after a resize
+        return base_global // self.dp_size + (done - base_iter) * self.cfg.SOLVER.TRAIN_PER_BATCH
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue after ``state["iteration"]`` steps; ``train()`` places the sampler from it.
+
+        global_sample_index: with a different data-parallel size the iteration is kept and the
+        data stream goes on from the same global sample index, re-divided over the new ranks.
+        """
+        per_step = self.cfg.SOLVER.TRAIN_PER_BATCH
+        if state["samples_per_step"] != per_step:  # a dp_size change is fine: global_sample_index
+            from engine.errors import EngineError
+
+            raise EngineError(f"--resume: the checkpoint was saved with solver.train_per_batch {state['samples_per_step']} "
+                              f"on {state['dp_size']} data-parallel ranks; this run has {per_step} on {self.dp_size}")
+        self.start_iter = self.iter = int(state["iteration"])
+        total = int(state.get("global_sample_index", state["sampler_position"] * state["dp_size"]))
+        self._data_base = (self.start_iter, total)
+        if state["dp_size"] != self.dp_size:  # global_sample_index re-divided
+            logger.info(f"resume: global sample index {total} over {self.dp_size} data-parallel ranks (was "
+                        f"{state['dp_size']}): each rank starts at sample {total // self.dp_size} of its stream")
+
+    def resume_or_load(self, resume: bool = False) -> None:
+        """Resume from the newest complete checkpoint, or load ``trainer.weights``."""
+        from engine.checkpoint.resume import resume_or_load
+
+        resume_or_load(self, resume)
