@@ -32,14 +32,19 @@ pytestmark = [
 MARKER = "[externally-managed]\nError=this interpreter belongs to the system: use a virtual environment\n"
 
 
-def _system_python(root: Path) -> Path:
-    """A non-venv interpreter under ``root`` whose stdlib carries the PEP 668 marker; returns its executable."""
+def _system_python(root: Path, leave_out: tuple[str, ...] = ()) -> Path:
+    """A non-venv interpreter under ``root`` whose stdlib carries the PEP 668 marker; returns its executable.
+
+    Args:
+        root: an empty folder to build it in.
+        leave_out: standard-library entries it lacks (Debian ships ``ensurepip`` in a separate package).
+    """
     base = Path(sys._base_executable).resolve()  # the interpreter itself, not the venv this test may run in
     stdlib = Path(sysconfig.get_path("stdlib"))
     lib = root / "lib" / stdlib.name
     lib.mkdir(parents=True)
     for entry in stdlib.iterdir():  # links, not copies: the standard library is tens of MB
-        if entry.name not in ("site-packages", "dist-packages", "EXTERNALLY-MANAGED"):
+        if entry.name not in ("site-packages", "dist-packages", "EXTERNALLY-MANAGED", *leave_out):
             (lib / entry.name).symlink_to(entry)
     (lib / "site-packages").mkdir()
     (lib / "EXTERNALLY-MANAGED").write_text(MARKER)
@@ -146,3 +151,17 @@ def test_the_environment_is_reused_and_an_ignored_setting_is_warned_about(made):
     ignored = subprocess.run(other, env=made["env"], capture_output=True, text=True, timeout=60)
     assert ignored.returncode == 0
     assert ignored.stderr.count("TORCH_SPEC=torch==2.13.0 has no effect") == 1, ignored.stderr
+
+
+def test_an_interpreter_without_venv_support_fails_clearly_and_leaves_no_environment(tmp_path):
+    python = _system_python(tmp_path / "system", leave_out=("ensurepip",))
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(REPO / "Makefile", project / "Makefile")
+    (project / "setup.py").write_text("")
+    result = subprocess.run(["make", "-C", str(project), "setup", f"PYTHON={python}"], env=_env(tmp_path),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert f"could not create .venv with {python} -m venv" in result.stderr
+    assert "apt install python3-venv" in result.stderr
+    assert not (project / ".venv").exists()  # a half-made one would pass for finished next time
