@@ -65,3 +65,17 @@ def test_wheel_ships_the_package_and_the_deepspeed_templates(tmp_path):
     templates = {Path(n).stem for n in names if n.startswith("engine/ds_configs/")}
     assert templates == {p.stem for p in (REPO / "ds_configs").glob("*.json")}
     assert "engine/schedule/scheduler.py" in names and "engine/transforms/spatial.py" in names
+
+
+def test_the_cpu_image_copies_every_top_level_entry_of_the_checkout():
+    """The CPU image runs `make test`: what it leaves out of the checkout would be missing from the suite's view."""
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout (inside the image itself)")
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, timeout=60,
+                             check=True).stdout.split()
+    top = {path.split("/")[0] for path in tracked} - {".gitignore", ".dockerignore"}
+    copied = set()
+    for line in DOCKERFILES[1].read_text().splitlines():
+        if line.startswith("COPY") and "--from=" not in line:
+            copied.update(source.rstrip("/") for source in line.split()[1:-1])
+    assert top <= copied, sorted(top - copied)

@@ -76,6 +76,23 @@ def test_makefile_has_the_two_targets():
     assert re.search(r"^train:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
 
 
+def test_the_sentence_after_the_commands_names_what_they_make():
+    after = README[FENCE.search(README).end():].strip().split("\n\n")[0]
+    for named in ("`.venv`", "`output/", "`. .venv/bin/activate`"):
+        assert named in after, named
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    assert re.search(r"^VENV \?= \.venv$", makefile, re.M)
+    assert re.search(r"^output_dir = \"\./output/", (REPO / "examples/digits/configs/base.py").read_text(), re.M)
+    assert "TORCH_SPEC=" in README and re.search(r"^TORCH_SPEC \?=", makefile, re.M)
+
+
+def test_ci_and_the_cpu_image_run_the_readme_commands():
+    ci = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
+    assert ci[-1] == "make test"
+    image = (REPO / "docker" / "Dockerfile.cpu").read_text()
+    assert re.search(r"^RUN make train$", image, re.M) and re.search(r'^CMD \["make", "test"\]$', image, re.M)
+
+
 def test_every_python_snippet_parses():
     blocks = [body for lang, body in FENCE.findall(README) if lang == "python"]
     assert len(blocks) >= 5
