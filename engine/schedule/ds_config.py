@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional
 
 from engine.config.loader import merge
 from engine.errors import ConfigError
@@ -117,19 +117,6 @@ def model_parallel_size(ds: Mapping[str, Any]) -> int:
     tp = int((ds.get("tensor_parallel") or {}).get("autotp_size", 1) or 1)
     pp = int((ds.get("pipeline") or {}).get("stages", 1) or 1)
     return max(1, tp) * max(1, pp)
-
-
-def data_parallel_coords(ds: Mapping[str, Any], rank: int, world_size: int) -> Tuple[int, int]:
-    """``(data-parallel rank, data-parallel size)`` of ``rank``: which share of the data it reads.
-
-    Ranks of one model replica must read the same batches. DeepSpeed lays pipeline ranks
-    out stage-major (``PipeDataParallelTopology``: rank = stage × replicas + replica), so a
-    replica's stages are ``replicas`` apart; AutoTP's tensor-parallel ranks are consecutive.
-    """
-    size = max(1, world_size // model_parallel_size(ds))
-    if int((ds.get("pipeline") or {}).get("stages", 1) or 1) > 1:
-        return rank % size, size
-    return rank // model_parallel_size(ds), size
 
 
 def _check_model_parallel(ds: Mapping[str, Any], origin, world_size: int, accumulation: int,

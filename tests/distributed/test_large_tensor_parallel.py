@@ -82,15 +82,21 @@ def test_tensor_parallel_zero3_trains_resumes_and_exports(tmp_path):
 
 
 def test_network_specs_fill_only_a_missing_partition_config():
-    from engine.model.tensor_parallel import with_network_specs, without_tp_batch_size
+    from engine.config import get_cfg
+    from engine.model.run_plan import declared_layer_specs
+    from engine.schedule.plan import build_run_plan
+    from tests.distributed.test_large_zero3 import LARGE
     import large
 
-    net = large.DeepMLP(dim=8, hidden=32, depth=1)
-    ds = {"tensor_parallel": {"autotp_size": 2}, "train_batch_size": 8}
-    filled = with_network_specs(ds, net)["tensor_parallel"]["partition_config"]
-    assert filled == {"use_default_specs": False, "layer_specs": large.DeepMLP.autotp_layer_specs}
-    given = {"tensor_parallel": {"autotp_size": 2, "partition_config": {"layer_specs": []}}}
-    assert with_network_specs(given, net) == given
-    assert "partition_config" not in with_network_specs({"tensor_parallel": {"autotp_size": 1}}, net)["tensor_parallel"]
-    assert "train_batch_size" not in without_tp_batch_size(ds) and ds["train_batch_size"] == 8
-    assert without_tp_batch_size({"train_batch_size": 8})["train_batch_size"] == 8
+    def ds(tp):
+        cfg = get_cfg(str(LARGE / "cfg.py"), opts=["deepspeed.config", "zero1", "deepspeed.tensor_parallel", tp])
+        return build_run_plan(cfg, rank=0, world_size=2, device="cpu", layer_specs=declared_layer_specs(cfg)).ds_config()
+
+    filled = ds("{'autotp_size': 2}")
+    assert filled["tensor_parallel"]["partition_config"] == {"use_default_specs": False,
+                                                             "layer_specs": large.DeepMLP.autotp_layer_specs}
+    assert "train_batch_size" not in filled
+    given = {"use_default_specs": False, "layer_specs": [{"patterns": [".*up.weight"], "partition_type": "column"}]}
+    assert ds(repr({"autotp_size": 2, "partition_config": given}))["tensor_parallel"]["partition_config"] == given
+    plain = ds("{'autotp_size': 1}")
+    assert "partition_config" not in plain["tensor_parallel"] and plain["train_batch_size"] == 16
