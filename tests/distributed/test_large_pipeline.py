@@ -13,6 +13,7 @@ import torch
 from engine.model.pipeline import layer_key_map, pipeline_state_dict
 from engine.checkpoint.export import read_exported
 from tests.distributed.test_large_zero3 import run_large
+from tests.distributed.test_plan_ds_config import REPORT_HOOK, assert_ds_config_is_what_ran
 from tests.helpers import REPO, run_cli
 
 COMMON = ("solver.gradient_accumulation_batch", "2", "solver.max_iter", "10")
@@ -24,8 +25,9 @@ def test_pipeline_matches_plain_run_resumes_and_exports(tmp_path):
     import large
 
     plain = run_large(tmp_path / "plain", *COMMON, "deepspeed.config", "zero0", nproc=1)[0]["losses"]
-    piped = run_large(tmp_path / "pipe0", *COMMON, *PIPE, "deepspeed.config", "zero0",
+    piped = run_large(tmp_path / "pipe0", *COMMON, *PIPE, "deepspeed.config", "zero0", *REPORT_HOOK,
                       "dataloader.val_data_set", "{'name': 'LargeRegression', 'size': 20}", "solver.eval_period", "5")
+    assert_ds_config_is_what_ran(tmp_path / "pipe0", engines=["generator"])
     assert piped[0]["losses"] == piped[1]["losses"]  # every stage reports the last stage's loss
     assert piped[0]["losses"][0] == pytest.approx(plain[0], rel=1e-6)
     assert piped[0]["losses"] == pytest.approx(plain, rel=1e-4, abs=1e-6)

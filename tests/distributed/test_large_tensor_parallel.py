@@ -7,6 +7,7 @@ checkpoint shards merge into a state dict that loads with ``strict=True`` and eq
 plain run's final weights.
 """
 
+import json
 import sys
 
 import pytest
@@ -15,6 +16,7 @@ import torch
 from engine.checkpoint.export import read_exported
 from engine.model.tensor_parallel import merge_tp_shards
 from tests.distributed.test_large_zero3 import run_large
+from tests.distributed.test_plan_ds_config import REPORT_HOOK, assert_ds_config_is_what_ran
 from tests.helpers import REPO, run_cli
 
 COMMON = ("deepspeed.config", "zero1", "solver.max_iter", "8")
@@ -38,7 +40,9 @@ def test_tensor_parallel_matches_plain_run_and_exports(tmp_path):
     import large
 
     plain = run_large(tmp_path / "plain", *COMMON, nproc=1)[0]
-    tp = run_large(tmp_path / "tp", *COMMON, "deepspeed.tensor_parallel", "{'autotp_size': 2}")
+    tp = run_large(tmp_path / "tp", *COMMON, "deepspeed.tensor_parallel", "{'autotp_size': 2}", *REPORT_HOOK)
+    assert_ds_config_is_what_ran(tmp_path / "tp", engines=["generator"])  # partition_config included
+    assert json.loads((tmp_path / "tp" / "ds_config.json").read_text())["tensor_parallel"]["partition_config"]
     assert tp[0]["losses"] == tp[1]["losses"]
     assert tp[0]["losses"] == pytest.approx(plain["losses"], rel=1e-5, abs=1e-6)
     assert sum(plain["losses"][-3:]) < sum(plain["losses"][:3]), plain["losses"]
