@@ -29,11 +29,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import torch
 
 from engine.errors import EngineError
-
-
-def autotp_size(ds_config: Mapping[str, Any]) -> int:
-    """Tensor-parallel degree of a derived DeepSpeed config; 1 means none."""
-    return int((ds_config.get("tensor_parallel") or {}).get("autotp_size", 1) or 1)
+from engine.schedule.ds_config import autotp_size
 
 
 def check_network_specs(ds_config: Mapping[str, Any], network: torch.nn.Module, where: str) -> None:

@@ -27,10 +27,7 @@ from typing import Any, Callable, ContextManager, List, Mapping
 
 from torch import nn
 
-
-def zero_stage(ds_config: Mapping[str, Any]) -> int:
-    """The ZeRO stage of a derived DeepSpeed config (0 when unset)."""
-    return int((ds_config.get("zero_optimization") or {}).get("stage", 0))
+from engine.schedule.ds_config import zero_stage
 
 
 def zero_init_enabled(ds_config: Mapping[str, Any], switch: bool) -> bool:

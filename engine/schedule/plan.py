@@ -34,8 +34,8 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 from engine.config.checks import discriminator_plan
 from engine.config.provenance import Provenance
 from engine.errors import EngineError
-from engine.schedule.ds_config import (build_ds_config, model_parallel_size, precision_name, summarize,
-                                       write_ds_config)
+from engine.schedule.ds_config import (autotp_size, build_ds_config, model_parallel_size, pipeline_stages,
+                                       precision_name, summarize, write_ds_config, zero_stage)
 from engine.utils.fileio import atomic_write_text
 
 GENERATOR = "generator"
@@ -72,8 +72,7 @@ class ParallelLayout:
 
     @classmethod
     def of(cls, ds: Mapping[str, Any], *, rank: int, world_size: int, nodes: int, local_rank: int) -> "ParallelLayout":
-        tp = int((ds.get("tensor_parallel") or {}).get("autotp_size", 1) or 1)
-        pp = int((ds.get("pipeline") or {}).get("stages", 1) or 1)
+        tp, pp = autotp_size(ds), pipeline_stages(ds)
         replicas = max(1, world_size // model_parallel_size(ds))
         if pp > 1:
             dp_rank, stage, tp_rank = rank % replicas, rank // replicas, 0
@@ -242,7 +241,7 @@ def build_run_plan(cfg: Mapping[str, Any], *, rank: int, world_size: int, device
                       max_iter=int(solver["max_iter"]))
     zero = generator.get("zero_optimization") or {}
     return RunPlan(
-        device=device, precision=precision_name(generator), zero_stage=int(zero.get("stage", 0)),
+        device=device, precision=precision_name(generator), zero_stage=zero_stage(generator),
         offload_optimizer=_offload_device(zero, "offload_optimizer"), offload_param=_offload_device(zero, "offload_param"),
         layout=layout, batch=batch, engine_json=tuple(configs), provenance=provenance or Provenance(),
         notes=tuple(_notes(cfg, generator, batch)),
@@ -267,7 +266,7 @@ def _as_initialize_receives(ds: Dict[str, Any], specs: Optional[Sequence[Mapping
         if (ds.get(section) or {}).get("enabled", False):
             ds[section] = dict(defaults, **ds[section])
     tp = dict(ds.get("tensor_parallel") or {})
-    if int(tp.get("autotp_size", 1) or 1) <= 1:
+    if autotp_size(ds) <= 1:
         return ds
     if specs and "partition_config" not in tp and "preset_model" not in tp:
         tp["partition_config"] = {"use_default_specs": False, "layer_specs": [dict(s) for s in specs]}
