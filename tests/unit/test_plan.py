@@ -113,7 +113,8 @@ def test_plan_files_one_ds_config_per_engine(tmp_path):
 def test_build_ds_config_is_called_in_one_place():
     """Nothing re-derives a DeepSpeed config: only the run plan builds one."""
     callers = []
-    for path in sorted((REPO / "engine").rglob("*.py")):
+    sources = [p for folder in ("engine", "tools", "benchmarks", "examples") for p in (REPO / folder).rglob("*.py")]
+    for path in sorted(sources):
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if re.search(r"\bbuild_ds_config\(", line) and not line.lstrip().startswith("def "):
                 callers.append(f"{path.relative_to(REPO)}:{number}")
