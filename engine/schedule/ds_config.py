@@ -225,13 +225,21 @@ def precision_name(ds: Mapping[str, Any]) -> str:
     return "fp32"
 
 
-def summarize(ds: Mapping[str, Any]) -> str:
-    """One line for the start-of-run report."""
+def summarize(ds: Mapping[str, Any], global_batch: Optional[int] = None) -> str:
+    """One line for the start-of-run report.
+
+    Args:
+        ds: a DeepSpeed config.
+        global_batch: the run's samples per optimizer step; default ``ds["train_batch_size"]``
+            (absent under tensor parallel, where DeepSpeed derives its own).
+    """
     zero = ds.get("zero_optimization", {})
+    if global_batch is None:
+        global_batch = ds.get("train_batch_size", "derived by DeepSpeed")
     precision = precision_name(ds)
     optimizer: Optional[Mapping] = ds.get("optimizer")
     return (
         f"ZeRO stage {zero.get('stage', 0)}, {precision}, micro batch {ds['train_micro_batch_size_per_gpu']}, "
-        f"accumulation {ds['gradient_accumulation_steps']}, global batch {ds['train_batch_size']}, "
+        f"accumulation {ds['gradient_accumulation_steps']}, global batch {global_batch}, "
         f"optimizer {optimizer['type'] + ' (DeepSpeed)' if optimizer else 'client torch.optim'}"
     )

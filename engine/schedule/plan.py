@@ -188,7 +188,7 @@ class RunPlan:
 
     def summary(self) -> str:
         """One line for the start-of-run log."""
-        return summarize(self.ds_config(GENERATOR))
+        return summarize(self.ds_config(GENERATOR), global_batch=self.batch.global_batch)
 
     def to_json(self) -> Dict[str, Any]:
         """The plan as ``plan.json`` holds it."""

