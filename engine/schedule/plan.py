@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
@@ -326,8 +327,6 @@ def write_plan_files(plan: RunPlan, output_dir: str) -> List[str]:
     Returns:
         The paths written.
     """
-    import os
-
     paths = []
     for name, ds in plan.ds_configs.items():
         path = os.path.join(output_dir, "ds_config.json" if name == GENERATOR else f"ds_config.{name}.json")
