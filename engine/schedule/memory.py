@@ -125,7 +125,7 @@ def _deepspeed_estimate(plan: RunPlan, psi: float, size: NetworkSize) -> Optiona
     per_node = max(1, layout.data_parallel_size // nodes)
     offload = plan.offload_optimizer != "none"
     if plan.zero_stage == 3:
-        host, device = estimate_zero3_model_states_mem_needs(
+        host, device, _largest_layer_bytes = estimate_zero3_model_states_mem_needs(
             int(psi), size.largest_layer, num_gpus_per_node=per_node, num_nodes=nodes, cpu_offload=offload,
             cpu_offload_params=plan.offload_param != "none", zero_init=True, additional_buffer_factor=1.0)
     else:
