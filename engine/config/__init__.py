@@ -14,7 +14,7 @@ from engine.config.aliases import fold_aliases, mirror_aliases
 from engine.config.checks import check_consistency
 from engine.config.defaults import DEFAULTS
 from engine.config.loader import apply_opts, load_file, merge
-from engine.config.node import CfgNode, to_plain
+from engine.config.node import CfgNode, key_paths, to_plain
 from engine.utils.fileio import atomic_write_text
 
 __all__ = ["CfgNode", "get_cfg", "build_cfg", "dump_cfg", "default_cfg"]
@@ -31,11 +31,11 @@ def get_cfg(config_file: str, opts: Optional[Sequence[str]] = None) -> CfgNode:
 
 def build_cfg(data: Dict[str, Any], opts: Optional[Sequence[str]] = None) -> CfgNode:
     """Validate an in-memory config dict (the same path a file takes after loading)."""
-    data = apply_opts(data, list(opts or []))
-    checked = DEFAULTS.check(fold_aliases(data), "")
+    data = fold_aliases(apply_opts(data, list(opts or [])))
+    checked = DEFAULTS.check(data, "")
     check_consistency(checked)
     mirror_aliases(checked)
-    return CfgNode(checked).freeze()
+    return CfgNode(checked).mark_written(key_paths(data)).freeze()
 
 
 def default_cfg() -> Dict[str, Any]:

@@ -61,10 +61,28 @@ def instantiate(factory: Any, params: Mapping[str, Any], *, where: str, args: tu
     The signature is checked before the call so that a ``TypeError`` raised *inside* the
     constructor (a real bug) is not mistaken for a misspelled parameter.
     """
-    problem = _signature_problem(factory, params, n_args=len(args))
+    check_signature(factory, params, where=where, n_args=len(args))
+    return factory(*args, **params)
+
+
+def check_signature(factory: Any, params: Mapping[str, Any], *, where: str, n_args: int = 0) -> None:
+    """Whether ``factory(<n_args positionals>, **params)`` would bind, without calling it.
+
+    The config check uses it for constructors too costly to run before training (datasets
+    that read files, networks, the optimizer DeepSpeed will build).
+
+    Args:
+        factory: a class or function.
+        params: the keyword arguments the config gives it.
+        where: the config key path of ``params``, named in the error.
+        n_args: positional arguments the caller adds (the parameters of an optimizer).
+
+    Raises:
+        ConfigError: an unexpected or a missing parameter, with the closest accepted names.
+    """
+    problem = _signature_problem(factory, params, n_args=n_args)
     if problem:
         raise ConfigError(f"{where}: {problem} for {_qualname(factory)}")
-    return factory(*args, **params)
 
 
 def _signature_problem(factory: Any, params: Mapping[str, Any], n_args: int) -> Optional[str]:
