@@ -31,11 +31,14 @@ def get_cfg(config_file: str, opts: Optional[Sequence[str]] = None) -> CfgNode:
 
 def build_cfg(data: Dict[str, Any], opts: Optional[Sequence[str]] = None) -> CfgNode:
     """Validate an in-memory config dict (the same path a file takes after loading)."""
-    data = fold_aliases(apply_opts(data, list(opts or [])))
-    checked = DEFAULTS.check(data, "")
+    data = apply_opts(data, list(opts or []))
+    folded = fold_aliases(data)
+    checked = DEFAULTS.check(folded, "")
     check_consistency(checked)
     mirror_aliases(checked)
-    return CfgNode(checked).mark_written(key_paths(data)).freeze()
+    # both spellings count as written: errors name the one the user used (trainer.loss or trainer.model.loss)
+    written = set(key_paths(data)) | set(key_paths(folded))
+    return CfgNode(checked).mark_written(written).freeze()
 
 
 def default_cfg() -> Dict[str, Any]:
