@@ -10,6 +10,7 @@ imports neither torch nor DeepSpeed, so it runs in the config check before anyth
 
 from __future__ import annotations
 
+import json
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from engine.errors import ConfigError
@@ -17,7 +18,6 @@ from engine.schedule.ds_file import (  # noqa: F401  (template helpers re-export
     ENGINE_KEYS,
     deepspeed_side,
     is_auto,
-    is_written,
     load_template,
     resolve_template,
     same_optimizer,

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from engine.errors import ConfigError
+from engine.utils.quiet import quiet
 from engine.utils.registry import check_signature
 from engine.utils.suggest import did_you_mean
 
@@ -132,6 +133,7 @@ def check_deepspeed_scheduler(ds: Mapping[str, Any], where: str) -> None:
     check_signature(cls, params, where=f"{where}.params", n_args=1)
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=float(params.get("warmup_max_lr", 0.1) or 0.1))
     try:
-        cls(optimizer, **params)
+        with quiet("DeepSpeed"):  # DeepSpeed's schedulers warn about a step never taken
+            cls(optimizer, **params)
     except (ValueError, TypeError, AssertionError, KeyError) as exc:
         raise ConfigError(f"{where}.params: {name} rejected the value: {exc}") from None

@@ -18,7 +18,7 @@ import copy
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Tuple
 
 from engine.config.loader import merge
 from engine.errors import ConfigError
@@ -232,9 +232,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
-
-
-def optional_section(ds: Mapping[str, Any], key: str) -> Optional[Mapping[str, Any]]:
-    """``ds[key]`` when it is a dict, else None (a malformed section is the schema check's to report)."""
-    value = ds.get(key)
-    return value if isinstance(value, Mapping) else None

@@ -17,13 +17,12 @@ typo silently, so they are checked against DeepSpeed's own defaults here.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import typing
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from engine.config.defaults import DEEPSPEED_PASSTHROUGH_KEYS
 from engine.errors import ConfigError
+from engine.utils.quiet import quiet
 from engine.utils.suggest import did_you_mean
 
 #: names a key path (dotted, below ``deepspeed``) as the user wrote it: ``DsSources``
@@ -158,7 +157,7 @@ def _deepspeed_problems(ds: Mapping[str, Any], origin: Origin) -> List[str]:
     # the batch arithmetic is engine's, for the real data-parallel size (DeepSpeed would see 1)
     probe = {k: v for k, v in ds.items() if k != "train_batch_size"}
     try:
-        with _quiet("DeepSpeed"):
+        with quiet("DeepSpeed"):  # it logs its view of a throwaway config at info level
             DeepSpeedConfig(probe)
     except pydantic.ValidationError as exc:
         return [_describe(error, exc.title, origin) for error in exc.errors()]
@@ -216,15 +215,3 @@ def _model_in(annotation: Any) -> Optional[type]:
         if found is not None:
             return found
     return None
-
-
-@contextlib.contextmanager
-def _quiet(logger_name: str) -> Iterator[None]:
-    """DeepSpeed logs its view of the config at info level; the real initialize repeats it."""
-    logger = logging.getLogger(logger_name)
-    previous = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(previous)
