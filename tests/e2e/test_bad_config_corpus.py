@@ -161,6 +161,26 @@ FILE_CASES = [
 ]
 
 
+# A DeepSpeed JSON of the user's own in deepspeed.config: (case id, JSON text, extra config lines, expected text);
+# {json} in the expected text is that file's path, named because the key came from it. The digits
+# config writes its optimizer and batch size, so a file that sets them differently is a conflict.
+TEMPLATE_CASES = [
+    ("file zero typo", '{{"zero_optimization": {{"stag": 2}}}}', "",
+     "deepspeed.zero_optimization.stag (from {json}, the deepspeed.config file): unknown key. Did you mean 'stage'"),
+    ("file top-level typo", '{{"gradient_acumulation_steps": 2}}', "",
+     "deepspeed.gradient_acumulation_steps (from {json}, the deepspeed.config file): unknown DeepSpeed key"),
+    ("file wrong type", '{{"bf16": {{"enabled": "sometimes"}}}}', "",
+     "deepspeed.bf16.enabled (from {json}, the deepspeed.config file): 'sometimes': expected a valid boolean"),
+    ("file not JSON", '{{"zero_optimization": }}', "", "deepspeed.config: {json} is not valid JSON"),
+    ("file not an object", '[1, 2]', "", "deepspeed.config: {json} must hold a JSON object"),
+    ("file optimizer against the solver's", '{{"optimizer": {{"type": "SGD", "params": {{"lr": 0.1}}}}}}', "",
+     "deepspeed.optimizer (from {json}, the deepspeed.config file) = {{'type': 'SGD', 'params': {{'lr': 0.1}}}} "
+     "conflicts with solver.generator.optimizer"),
+    ("file batch against the solver's", '{{"train_micro_batch_size_per_gpu": 4}}', "",
+     "deepspeed.train_micro_batch_size_per_gpu (from {json}, the deepspeed.config file) = 4 conflicts with solver.train_per_batch"),
+]
+
+
 def run_entry(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         BaseScheduler(argv).schedule()
@@ -189,5 +209,20 @@ def test_bad_files_are_rejected(name, text, expected, capsys, tmp_path):
     assert "Traceback" not in output
 
 
+@pytest.mark.parametrize("ds_text,extra,expected", [c[1:] for c in TEMPLATE_CASES], ids=[c[0] for c in TEMPLATE_CASES])
+def test_bad_deepspeed_files_are_named(ds_text, extra, expected, capsys, tmp_path):
+    ds_json = tmp_path / "my_ds_config.json"
+    ds_json.write_text(ds_text.format())
+    config = tmp_path / "a.py"
+    config.write_text(f"_base_ = {str(BASE)!r}\ndeepspeed = dict(config={str(ds_json)!r})\n"
+                      f"output_dir = {str(tmp_path / 'o')!r}\n{extra}")
+    code, output = run_entry(["--config-file", str(config)], capsys)
+    assert code == 2 and expected.format(json=ds_json) in output, output
+    assert "Traceback" not in output
+    assert not (tmp_path / "o").exists()
+
+
 def test_the_corpus_is_large_enough():
-    assert len(OPTS_CASES) + len(FILE_CASES) >= 40
+    deepspeed_and_constructors = len(DEEPSPEED_CASES) + len(CONSTRUCTOR_CASES) + len(TEMPLATE_CASES)
+    assert deepspeed_and_constructors >= 25
+    assert len(ALL_OPTS_CASES) + len(FILE_CASES) + len(TEMPLATE_CASES) >= 80
