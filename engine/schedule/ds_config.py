@@ -178,8 +178,8 @@ def _set_once(ds: Dict[str, Any], key: str, value: Any, where: str, source: str)
     """Set a derived value; one the DeepSpeed side already holds must agree with it."""
     if key in ds and ds[key] != value:
         raise ConfigError(
-            f"{where} = {ds[key]!r} conflicts with {source} = {value!r}; remove it from the deepspeed section "
-            "(engine derives it)"
+            f"{where} = {ds[key]!r} conflicts with {source} = {value!r}; both are written: keep one "
+            "(engine derives it from the solver)"
         )
     ds[key] = value
 
