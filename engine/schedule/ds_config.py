@@ -178,7 +178,7 @@ def _set_once(ds: Dict[str, Any], key: str, value: Any, where: str, source: str)
     """Set a derived value; one the DeepSpeed side already holds must agree with it."""
     if key in ds and ds[key] != value:
         raise ConfigError(
-            f"{where} = {ds[key]!r} conflicts with {source} = {value!r}; both are written: keep one "
+            f"{where} = {ds[key]!r} conflicts with {source} = {value!r}; keep one of them "
             "(engine derives it from the solver)"
         )
     ds[key] = value
