@@ -74,8 +74,13 @@ def preflight(cfg: Any, *, world_size: int = 1, device: str = "cpu") -> None:
             raise ConfigError(f"{where}.transformer: expected a list of transform dicts, got {transformer!r}")
         build_transforms(transformer or [], where=f"{where}.transformer", dataset=_NoSamples())
     _check_losses(cfg)
-    engines = [(None, "solver.generator")] + [(net_solver, path) for _, _, net_solver, path in discriminator_plan(cfg)]
+    _check_engines(cfg, world_size, device)
+
+
+def _check_engines(cfg: Any, world_size: int, device: str) -> None:
+    """Per engine (the generator, each discriminator): its solver's builds and its DeepSpeed dict."""
     _, origin = deepspeed_side(cfg)
+    engines = [(None, "solver.generator")] + [(net_solver, path) for _, _, net_solver, path in discriminator_plan(cfg)]
     for net_solver, where in engines:
         solver = cfg.SOLVER.GENERATOR if net_solver is None else net_solver
         _check_optimizer(solver, where)
@@ -96,10 +101,11 @@ def _check_by_signature(registry: Any, spec: Mapping[str, Any], where: str) -> N
     """Resolve ``spec["name"]`` and bind the other keys to its constructor, without building it.
 
     Datasets read files and networks allocate weights: the signature is what can be checked
-    for free. A constructor taking ``**kwargs`` accepts anything here.
+    for free. A constructor taking ``**kwargs`` accepts anything here, and a required parameter
+    the config leaves out is not an error: the model or data code may pass it itself.
     """
     cls = registry.get_at(spec["name"], where)
-    check_signature(cls, {k: v for k, v in spec.items() if k != "name"}, where=where)
+    check_signature(cls, {k: v for k, v in spec.items() if k != "name"}, where=where, require_all=False)
 
 
 def _check_losses(cfg: Any) -> None:

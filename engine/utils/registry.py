@@ -65,7 +65,8 @@ def instantiate(factory: Any, params: Mapping[str, Any], *, where: str, args: tu
     return factory(*args, **params)
 
 
-def check_signature(factory: Any, params: Mapping[str, Any], *, where: str, n_args: int = 0) -> None:
+def check_signature(factory: Any, params: Mapping[str, Any], *, where: str, n_args: int = 0,
+                    require_all: bool = True) -> None:
     """Whether ``factory(<n_args positionals>, **params)`` would bind, without calling it.
 
     The config check uses it for constructors too costly to run before training (datasets
@@ -76,16 +77,18 @@ def check_signature(factory: Any, params: Mapping[str, Any], *, where: str, n_ar
         params: the keyword arguments the config gives it.
         where: the config key path of ``params``, named in the error.
         n_args: positional arguments the caller adds (the parameters of an optimizer).
+        require_all: whether a required parameter missing from ``params`` is an error; False
+            where the calling code may add arguments of its own (a model building its network).
 
     Raises:
         ConfigError: an unexpected or a missing parameter, with the closest accepted names.
     """
-    problem = _signature_problem(factory, params, n_args=n_args)
+    problem = _signature_problem(factory, params, n_args=n_args, require_all=require_all)
     if problem:
         raise ConfigError(f"{where}: {problem} for {_qualname(factory)}")
 
 
-def _signature_problem(factory: Any, params: Mapping[str, Any], n_args: int) -> Optional[str]:
+def _signature_problem(factory: Any, params: Mapping[str, Any], n_args: int, require_all: bool = True) -> Optional[str]:
     try:
         sig = inspect.signature(factory)
     except (TypeError, ValueError):  # builtins without a signature: let the call decide
@@ -99,6 +102,8 @@ def _signature_problem(factory: Any, params: Mapping[str, Any], n_args: int) -> 
         for key in params:
             if key not in accepted:
                 return f"unexpected parameter {key!r}.{did_you_mean(key, accepted)} Accepted: {', '.join(accepted)}"
+    if not require_all:
+        return None
     positional = [p for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     missing = [
         p.name for p in positional[n_args:]

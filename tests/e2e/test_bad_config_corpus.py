@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import pytest
+import torch
 
 from engine.schedule.scheduler import BaseScheduler
 from tests.helpers import DIGITS
@@ -184,6 +185,7 @@ TEMPLATE_CASES = [
 def run_entry(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         BaseScheduler(argv).schedule()
+    assert not torch.distributed.is_initialized()  # rejected before any process group existed
     captured = capsys.readouterr()
     return exit_info.value.code, captured.out + captured.err
 
