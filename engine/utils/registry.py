@@ -93,9 +93,10 @@ def _signature_problem(factory: Any, params: Mapping[str, Any], n_args: int, req
         sig = inspect.signature(factory)
     except (TypeError, ValueError):  # builtins without a signature: let the call decide
         return None
+    supplied = [p.name for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][:n_args]
     accepted = [
         p.name for p in sig.parameters.values()
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in supplied
     ]
     has_var_kw = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
     if not has_var_kw:
