@@ -30,6 +30,8 @@ from engine.utils.fileio import atomic_write_text
 #: from its solver section instead
 _GENERATOR_ONLY = ("optimizer", "scheduler", "gradient_clipping")
 
+#: model-parallel sizes the batch arithmetic divides by: (section, key)
+_PARALLEL_SIZES = (("pipeline", "stages"), ("tensor_parallel", "autotp_size"))
 
 #: DeepSpeed-side keys engine reads as dicts while deriving
 _SECTIONS = ("zero_optimization", "fp16", "bf16", "pipeline", "tensor_parallel", "optimizer", "scheduler")
@@ -68,6 +70,10 @@ def build_ds_config(cfg: Mapping[str, Any], *, world_size: int, device: str,
             raise ConfigError(f"{origin(key)}: expected a dict (a JSON object), got {ds[key]!r}")
     _fill_scheduler_autos(ds, cfg, network)
     ds = _without_autos(ds)
+    for section, key in _PARALLEL_SIZES:
+        size = ds.get(section, {}).get(key, 1)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(f"{origin(f'{section}.{key}')}: {size!r}: expected an integer ≥ 1")
     accumulation = max(1, solver["gradient_accumulation_batch"])
     micro = solver["train_per_batch"] // accumulation
     data_parallel = world_size // model_parallel_size(ds)
