@@ -205,10 +205,11 @@ def welcome_ds_file(cfg: Any) -> Any:
 
     if not taken:
         return cfg
+    # a plain dict counts as all written, so only a CfgNode gets here; its clone keeps the record
+    # of written paths, so the taken values stay "not the user's"
     updated = cfg.clone()
     updated["solver"] = solver
-    updated.freeze()
-    return updated
+    return updated.freeze()
 
 
 def _take(section: Dict[str, Any], keys: Tuple[str, ...], value: Any) -> bool:
