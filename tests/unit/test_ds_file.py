@@ -97,3 +97,13 @@ def test_discriminators_take_their_own_solver_not_the_files_optimizer(ds_json):
     ds = build_ds_config(cfg, world_size=1, device="cpu", solver=cfg.SOLVER.DISCRIMINATOR, where="solver.discriminator")
     assert "optimizer" not in ds and "scheduler" not in ds and ds["gradient_clipping"] == 0.0
     assert ds["train_micro_batch_size_per_gpu"] == 4  # the batch is the run's, shared by every engine
+
+
+def test_what_the_user_wrote_survives_pickling_to_spawned_workers(ds_json):
+    import pickle
+
+    cfg = cfg_with(ds_json(), {"trainer": {"loss": {"cls": [{"name": "L1Loss"}]}}})
+    assert cfg.is_written("solver.max_iter") and not cfg.is_written("solver.train_per_batch")
+    assert cfg.is_written("trainer.loss")  # the seed's spelling, folded into trainer.model.loss, still counts
+    copy = pickle.loads(pickle.dumps(cfg))
+    assert copy.is_written("solver.max_iter") and not copy.is_written("solver.train_per_batch") and copy.is_frozen()
