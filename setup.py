@@ -35,6 +35,8 @@ setup(
         "safetensors>=0.4",
         "tqdm>=4.66",
     ],
+    # `engine plan CONFIG` (also `python -m engine.plan`)
+    entry_points={"console_scripts": ["engine = engine.cli:main"]},
     extras_require={
         "examples": ["scikit-learn>=1.3"],
         "test": ["pytest>=8.0", "pytest-timeout>=2.3", "hypothesis>=6.0", "pytorch-msssim>=1.0", "scikit-learn>=1.3",

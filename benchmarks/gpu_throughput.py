@@ -169,7 +169,7 @@ def worker(args: argparse.Namespace) -> None:
 
     from engine.config import build_cfg
     from engine.schedule import launch
-    from engine.schedule.ds_config import build_ds_config
+    from engine.schedule.plan import build_run_plan
 
     info = launch.read_launch_env()
     device = launch.select_device("auto")
@@ -177,7 +177,8 @@ def worker(args: argparse.Namespace) -> None:
     launch.init_distributed(info, device, shm_comm=False)
     shape = TINY if args.tiny else GPT2_SMALL
     cfg = build_cfg(bench_config(args.output_dir, args, shape), [])
-    ds_config = build_ds_config(cfg, world_size=info.world_size, device=device)
+    # the hand loop gets the DeepSpeed config the framework's run plan hands deepspeed.initialize
+    ds_config = build_run_plan(cfg, rank=info.rank, world_size=info.world_size, device=device).ds_config()
     first, last = args.warmup, args.warmup + args.steps
     results: Dict[str, Any] = {"hand": [], "framework": [], "peak_mib": {}}
     for mode in ["hand", "framework", "framework", "hand"] * (args.runs // 2) + ["hand", "framework"] * (args.runs % 2):

@@ -260,7 +260,7 @@ def worker(args: argparse.Namespace) -> None:
     from engine.config import build_cfg
     from engine.log.logger import setup_logger
     from engine.schedule import launch
-    from engine.schedule.ds_config import build_ds_config
+    from engine.schedule.plan import build_run_plan
 
     info = launch.read_launch_env()
     device = launch.select_device("auto")
@@ -269,7 +269,8 @@ def worker(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     launch.init_distributed(info, device, shm_comm=False)
     cfg = build_cfg(bench_config(args.output_dir, args.steps, args.batch, args.zero), args.opts)
-    ds_config = build_ds_config(cfg, world_size=info.world_size, device=device)
+    # the hand loop gets the DeepSpeed config the framework's run plan hands deepspeed.initialize
+    ds_config = build_run_plan(cfg, rank=info.rank, world_size=info.world_size, device=device).ds_config()
     log = setup_logger(args.output_dir, "bench", info.rank)
     for handler in list(log.handlers):  # keep the file, not the console: the table is the output
         if type(handler) is logging.StreamHandler:

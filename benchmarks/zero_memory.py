@@ -154,6 +154,7 @@ def main() -> None:
     parser.add_argument("--nproc", type=int, default=2)
     parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=("fp32", "bf16"))
     parser.add_argument("--stages", nargs="+", type=int, default=[0, 1, 2, 3])
+    parser.add_argument("--json", action="store_true", help="print the per-rank rows as one JSON list")
     parser.add_argument("--worker", nargs=2, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
@@ -175,6 +176,9 @@ def main() -> None:
             rows += sorted(found, key=lambda r: r["rank"])
     if not rows:
         sys.exit("no run succeeded")
+    if args.json:
+        print(json.dumps(rows))
+        return
     psi = rows[0]["psi"]
     print(f"Ψ = {psi / 1e6:.2f}M parameters, {args.nproc} ranks, Adam; bytes per rank after step 1 + backward 2 "
           f"(MiB; 'B/Ψ' = bytes per parameter)")

@@ -68,10 +68,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         import torch
 
         from engine.config import get_cfg
-        from engine.schedule.ds_config import build_ds_config
+        from engine.schedule.plan import build_run_plan
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        ds_config = build_ds_config(get_cfg(args.config_file), world_size=args.world_size, device=device)
+        plan = build_run_plan(get_cfg(args.config_file), rank=0, world_size=args.world_size, device=device)
+        ds_config = plan.ds_config()
     print(format_env(collect_env(ds_config, args.world_size)))
 
 

@@ -145,7 +145,7 @@ def save_checkpoint(trainer: Any, step: int, group: Any = None, *, tag: Optional
 
 
 def _zero_stage(trainer: Any) -> int:
-    return int(trainer.ds_config.get("zero_optimization", {}).get("stage", 0))
+    return trainer.plan.zero_stage
 
 
 class CheckpointHook(PeriodicHook):

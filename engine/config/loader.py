@@ -41,18 +41,24 @@ def _load_chain(path: str, _chain: Sequence[str]) -> Dict[str, Any]:
         where = f" (a {BASE_KEY} of {_chain[-1]})" if _chain else ""
         raise ConfigError(f"config file not found: {path}{where}")
     data = _read(path)
-    bases = data.pop(BASE_KEY, None)
-    if bases is None:
+    bases = base_paths(path, data.pop(BASE_KEY, None))
+    if not bases:
         return data
+    merged: Dict[str, Any] = {}
+    for base_path in bases:
+        merged = merge(merged, _load_chain(base_path, tuple(_chain) + (path,)))
+    return merge(merged, data)
+
+
+def base_paths(path: str, bases: Any) -> List[str]:
+    """The files a config's ``_base_`` names (a path or a list of them), relative to ``path``'s folder."""
+    if bases is None:
+        return []
     if isinstance(bases, str):
         bases = [bases]
     if not isinstance(bases, (list, tuple)) or not all(isinstance(b, str) for b in bases):
         raise ConfigError(f"{path}: {BASE_KEY} must be a path or a list of paths, got {bases!r}")
-    merged: Dict[str, Any] = {}
-    for base in bases:
-        base_path = base if os.path.isabs(base) else os.path.join(os.path.dirname(path), base)
-        merged = merge(merged, _load_chain(base_path, tuple(_chain) + (path,)))
-    return merge(merged, data)
+    return [b if os.path.isabs(b) else os.path.join(os.path.dirname(path), b) for b in bases]
 
 
 def _read(path: str) -> Dict[str, Any]:
@@ -158,3 +164,10 @@ def _find_key(mapping: Mapping[str, Any], key: Any) -> Any:
             if isinstance(existing, str) and existing.lower() == key.lower():
                 return existing
     return None
+
+
+def read_config_file(path: str) -> Dict[str, Any]:
+    """One config file's own keys, ``_base_`` still in it and not followed."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {os.path.abspath(path)}")
+    return _read(os.path.abspath(path))

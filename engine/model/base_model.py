@@ -7,17 +7,17 @@ from typing import Any, ContextManager, Dict, Mapping, Tuple
 
 import torch
 
-from engine import comm
 from engine.errors import EngineError
-from engine.model.build import build_network, current_planned_steps
+from engine.model.build import build_network
 from engine.model.ema import build_ema
 from engine.model.precision import compute_dtype, to_device
 from engine.model.engine_wrap import StepOutcome, backward_step, wrap_network
-from engine.schedule.ds_config import build_ds_config
+from engine.model.run_plan import current_plan
 from engine.model.zero_init import construction_context  # zero_init
 from engine.model import pipeline as pipe  # pipeline
-from engine.model.tensor_parallel import autotp_size, layer_specs, with_network_specs  # tensor parallel
+from engine.model.tensor_parallel import check_network_specs, layer_specs  # tensor parallel
 from engine.model.activation_checkpointing import activation_checkpointing_requested, apply_activation_checkpointing
+from engine.schedule.plan import GENERATOR, RunPlan
 
 
 class BaseModel:
@@ -31,21 +31,20 @@ class BaseModel:
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
-        from deepspeed.accelerator import get_accelerator
-
-        self.device = torch.device(get_accelerator().current_device_name())
-        self.ds_config = build_ds_config(cfg, world_size=comm.get_world_size(), device=self.device.type)
+        self.plan: RunPlan = current_plan(cfg)  # device, DeepSpeed configs, steps: derived once, read here
+        self.device = torch.device(self.plan.torch_device)
+        self.ds_config = self.plan.ds_config(GENERATOR)
         with construction_context(self.ds_config, cfg.DEEPSPEED.ZERO_INIT):  # zero_init: ZeRO-3 partitions as it builds
             network = self.create_model(cfg.TRAINER.MODEL.GENERATOR)
         if activation_checkpointing_requested(cfg.TRAINER.MODEL.ACTIVATION_CHECKPOINTING, self.ds_config):
             apply_activation_checkpointing(network, self.ds_config.get("activation_checkpointing"))
-        pipelined = pipe.pipeline_stages(self.ds_config) > 1  # pipeline: DeepSpeed's engine owns the whole step
+        pipelined = self.plan.pipelined  # pipeline: DeepSpeed's engine owns the whole step
         if pipelined:
             self.pipeline_key_map = pipe.layer_key_map(network)  # pipeline: export maps layer keys back
             network = pipe.to_pipeline_module(network, self.ds_config, pipe.resolve_loss_fn(network, self))
-        self.ds_config = with_network_specs(self.ds_config, network)  # tensor parallel: the network's AutoTP specs
+        check_network_specs(self.ds_config, network, "trainer.model.generator")  # tensor parallel
         wrapped = wrap_network(network, cfg.SOLVER.GENERATOR, self.ds_config, where="solver.generator",
-                               max_iter=current_planned_steps(cfg))
+                               max_iter=self.planned_steps)
         self.g_model = wrapped.engine
         self.g_optimizer = wrapped.optimizer
         self.g_lr_scheduler = wrapped.lr_scheduler
@@ -94,6 +93,16 @@ class BaseModel:
     def eval_step(self, data: Any) -> Any:
         """What evaluation records for one batch: ``run_step``'s output; the pipeline's loss under a pipeline."""
         return self.run_step(data) if self.pipeline is None else self.pipeline.eval_loss(data)
+
+    @property
+    def planned_steps(self) -> int:
+        """Optimizer steps of the run, for LR schedules whose params leave ``max_iter`` out.
+
+        From the plan; a bundle built by hand in epoch mode, before any data set was seen,
+        falls back to ``solver.max_iter``.
+        """
+        steps = self.plan.batch.total_steps
+        return int(steps) if steps is not None else int(self.cfg.SOLVER.MAX_ITER)
 
     @property
     def compute_dtype(self) -> torch.dtype:
@@ -155,7 +164,7 @@ class BaseModel:
         """
         if self.pipeline is not None:
             return {"generator": {"pipeline_key_map": dict(self.pipeline_key_map)}}
-        size = autotp_size(self.ds_config)
+        size = self.plan.layout.tensor_parallel_size
         if size > 1:
             return {"generator": {"tp_size": size, "tp_specs": [dict(s) for s in layer_specs(self.ds_config)]}}
         return {}

@@ -5,7 +5,6 @@ The only place (with the GAN bundle that reuses it) that calls ``deepspeed.initi
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
@@ -32,7 +31,7 @@ def wrap_network(network: torch.nn.Module, solver: Mapping[str, Any], ds_config:
     Args:
         network: the user's module.
         solver: ``solver.generator``-shaped config (optimizer, lr_scheduler, clip_gradients).
-        ds_config: the derived DeepSpeed config (``engine.schedule.ds_config.build_ds_config``).
+        ds_config: this engine's DeepSpeed config from the run plan (``RunPlan.ds_config``).
         where: config path of ``solver``, named in errors.
         max_iter: optimizer steps of the whole run, for schedulers whose params leave it out.
     """
@@ -51,26 +50,11 @@ def wrap_network(network: torch.nn.Module, solver: Mapping[str, Any], ds_config:
         model_parameters=trainable,
         optimizer=optimizer,
         lr_scheduler=make_scheduler,
-        config=_with_explicit_clipping(ds_config),
+        config=dict(ds_config),  # as the run plan wrote it: ds_config.json is what ran
         dist_init_required=False,
     )
     align_norm_buffers(engine.module, ds_config)  # fp16/bf16: BatchNorm running stats in the weights' dtype
     return WrappedNetwork(engine, ds_optimizer, lr_scheduler)
-
-
-def _with_explicit_clipping(ds_config: Mapping[str, Any]) -> dict:
-    """A copy of ``ds_config`` that says ``gradient_clipping`` even when no clipping was asked for.
-
-    Why: DeepSpeed 0.19.8 defaults ``gradient_clipping`` to 1.0 (constants.py), so a run
-    with ``solver.generator.clip_gradients.enabled = False`` would still clip the global norm
-    at 1.0 (seen as a pipeline run diverging from the plain run: the two compute the norm
-    differently). 0.0 is DeepSpeed's "off".
-    """
-    from engine.model.tensor_parallel import without_tp_batch_size
-
-    config = copy.deepcopy(without_tp_batch_size(ds_config))  # tensor parallel: DeepSpeed's batch arithmetic
-    config.setdefault("gradient_clipping", 0.0)  # gradient_clipping default
-    return config
 
 
 def clip_grad_value_(engine: Any, clip_value: float) -> None:

@@ -30,17 +30,14 @@ from typing import Any, Dict, Iterator, Mapping, Optional
 
 import torch
 
-from engine import comm
 from engine.config.checks import discriminator_plan
 from engine.errors import EngineError
 from engine.model.base_model import BaseModel
-from engine.model.build import build_network, current_planned_steps
+from engine.model.build import build_network
 from engine.model.engine_wrap import backward_step, wrap_network
+from engine.model.tensor_parallel import check_network_specs
 from engine.model.zero_init import construction_context
-from engine.schedule.ds_config import build_ds_config
-
-#: checkpoint/export name of discriminator ``name``: ``--engine discriminator.default``
-D_PREFIX = "discriminator."
+from engine.schedule.plan import D_PREFIX  # checkpoint/export name of discriminator ``name``: discriminator.<name>
 
 
 class BaseGanModel(BaseModel):
@@ -61,11 +58,11 @@ class BaseGanModel(BaseModel):
         if not plan:
             raise EngineError(f"{type(self).__name__} is a GAN model: set trainer.model.discriminator")
         for name, network_spec, solver, where in plan:
-            ds_config = build_ds_config(cfg, world_size=comm.get_world_size(), device=self.device.type,
-                                        solver=solver, where=where)
+            ds_config = self.plan.ds_config(D_PREFIX + name)  # the run plan holds one DeepSpeed config per engine
             with construction_context(ds_config, cfg.DEEPSPEED.ZERO_INIT):  # ZeRO-3: partitioned as built
                 network = self.create_discriminator(network_spec, name)
-            wrapped = wrap_network(network, solver, ds_config, where=where, max_iter=current_planned_steps(cfg))
+            check_network_specs(ds_config, network, f"trainer.model.discriminator[{name}]")
+            wrapped = wrap_network(network, solver, ds_config, where=where, max_iter=self.planned_steps)
             self.d_model[name] = wrapped.engine
             self.d_optimizer[name] = wrapped.optimizer
             self.d_lr_scheduler[name] = wrapped.lr_scheduler

@@ -32,11 +32,7 @@ import torch
 
 from engine.errors import EngineError
 from engine.model.precision import to_device
-
-
-def pipeline_stages(ds_config: Mapping[str, Any]) -> int:
-    """Pipeline stages of a derived DeepSpeed config; 1 means no pipeline."""
-    return int((ds_config.get("pipeline") or {}).get("stages", 1) or 1)
+from engine.schedule.ds_config import pipeline_stages
 
 
 def to_pipeline_module(network: torch.nn.Module, ds_config: Mapping[str, Any], loss_fn: Callable[..., Any]) -> Any:

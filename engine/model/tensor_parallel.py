@@ -13,7 +13,8 @@ declares its own (why: the network's author knows which layers pair up):
         autotp_layer_specs = [{"patterns": [r".*\\.up\\.weight$"], "partition_type": "column"},
                               {"patterns": [r".*\\.down\\.weight$"], "partition_type": "row"}]
 
-which engine puts into ``partition_config`` (``use_default_specs: false``).
+which the run plan puts into ``partition_config`` (``use_default_specs: false``); it also
+leaves ``train_batch_size`` out of the DeepSpeed config (engine.schedule.plan says why).
 
 Export: a TP checkpoint holds one shard per TP rank (``mp_rank_XX_model_states.pt``);
 ``merge_tp_shards`` concatenates them back by the same specs (column: dim 0 of weight and
@@ -22,41 +23,28 @@ bias; row: dim 1 of weight, bias replicated). ``gathered_state_dict`` does the s
 
 from __future__ import annotations
 
-import copy
 import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import torch
 
-
-def autotp_size(ds_config: Mapping[str, Any]) -> int:
-    """Tensor-parallel degree of a derived DeepSpeed config; 1 means none."""
-    return int((ds_config.get("tensor_parallel") or {}).get("autotp_size", 1) or 1)
+from engine.errors import EngineError
+from engine.schedule.ds_config import autotp_size
 
 
-def with_network_specs(ds_config: Mapping[str, Any], network: torch.nn.Module) -> Dict[str, Any]:
-    """``ds_config`` with ``tensor_parallel.partition_config`` from the network when the config has none."""
-    out = copy.deepcopy(dict(ds_config))
-    tp = dict(out.get("tensor_parallel") or {})  # the section may be a frozen config node
-    specs = getattr(network, "autotp_layer_specs", None)
-    if autotp_size(out) > 1 and specs and "partition_config" not in tp and "preset_model" not in tp:
-        tp["partition_config"] = {"use_default_specs": False, "layer_specs": [dict(s) for s in specs]}
-        out["tensor_parallel"] = tp
-    return out
+def check_network_specs(ds_config: Mapping[str, Any], network: torch.nn.Module, where: str) -> None:
+    """Refuse a network whose AutoTP specs the run plan could not see.
 
-
-def without_tp_batch_size(ds_config: Mapping[str, Any]) -> Dict[str, Any]:
-    """The config to hand to DeepSpeed: under AutoTP, without ``train_batch_size``.
-
-    Why: with TP groups made from the config (no ``mpu``), DeepSpeed's batch check counts
-    every rank as data parallel (``train_batch_size == micro × accumulation × world size``),
-    while engine's value counts replicas (world size / autotp_size). Left out, DeepSpeed
-    derives its own; gradients are still averaged over the real data-parallel group.
+    The run plan fills ``partition_config`` from the registered network *class*'s
+    ``autotp_layer_specs`` before anything is built; a network that sets the specs only on
+    the instance (or a ``create_model`` that builds another class) would run without them.
     """
-    out = dict(ds_config)
-    if autotp_size(out) > 1:
-        out.pop("train_batch_size", None)
-    return out
+    specs = getattr(network, "autotp_layer_specs", None)
+    tp = ds_config.get("tensor_parallel") or {}
+    if autotp_size(ds_config) > 1 and specs and "partition_config" not in tp and "preset_model" not in tp:
+        raise EngineError(f"{where}: {type(network).__name__}.autotp_layer_specs was not known when the run was "
+                          "planned: declare it on the network class registered under that name, or set "
+                          "deepspeed.tensor_parallel.partition_config")
 
 
 def layer_specs(ds_config: Mapping[str, Any]) -> List[Mapping[str, Any]]:

@@ -27,10 +27,7 @@ from typing import Any, Callable, ContextManager, List, Mapping
 
 from torch import nn
 
-
-def zero_stage(ds_config: Mapping[str, Any]) -> int:
-    """The ZeRO stage of a derived DeepSpeed config (0 when unset)."""
-    return int((ds_config.get("zero_optimization") or {}).get("stage", 0))
+from engine.schedule.ds_config import zero_stage
 
 
 def zero_init_enabled(ds_config: Mapping[str, Any], switch: bool) -> bool:
@@ -52,13 +49,11 @@ def construction_context(ds_config: Mapping[str, Any], switch: bool) -> ContextM
     import deepspeed
     import torch._dynamo  # noqa: F401  (see below)
 
-    from engine.model.tensor_parallel import without_tp_batch_size
-
     # zero.Init replaces torch.Tensor.__new__ while it is open; torch._dynamo, imported for the
     # first time inside it (transformers 5 does so lazily when a model class is first used),
     # checks that signature and fails: "TypeError: Signature mismatch ... tensor_pynew".
     # Imported here first, it sees torch's own.
-    return deepspeed.zero.Init(config_dict_or_path=without_tp_batch_size(ds_config))
+    return deepspeed.zero.Init(config_dict_or_path=dict(ds_config))
 
 
 def is_partitioned(network: Any) -> bool:

@@ -11,7 +11,7 @@ imports neither torch nor DeepSpeed, so it runs in the config check before anyth
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional
 
 from engine.errors import ConfigError
 from engine.schedule.ds_file import (  # noqa: F401  (template helpers re-exported for callers of this module)
@@ -93,9 +93,10 @@ def build_ds_config(cfg: Mapping[str, Any], *, world_size: int, device: str,
         )
     _check_precision(ds, origin, device)
     _check_model_parallel(ds, origin, world_size, accumulation, network["clip_gradients"], where)  # pipeline/TP
-    stage = (ds.get("zero_optimization") or {}).get("stage", 0)
-    if stage not in (0, 1, 2, 3):
-        raise ConfigError(f"{origin('zero_optimization.stage')}: {stage!r} is not one of 0, 1, 2, 3")
+    raw_stage = (ds.get("zero_optimization") or {}).get("stage", 0)
+    if isinstance(raw_stage, bool) or raw_stage not in (0, 1, 2, 3):
+        raise ConfigError(f"{origin('zero_optimization.stage')}: {raw_stage!r} is not one of 0, 1, 2, 3")
+    stage = zero_stage(ds)
     if "optimizer" not in ds and _offloads_optimizer(ds):
         # a client (torch.optim) optimizer with offload is fine on CPU; DeepSpeed refuses it unless told
         ds.setdefault("zero_force_ds_cpu_optimizer", False)
@@ -134,24 +135,25 @@ def _without_autos(value: Any) -> Any:
     return value
 
 
+# ---- the one reading of each parallel size in a DeepSpeed config (the run plan's views use these) ----
+def zero_stage(ds: Mapping[str, Any]) -> int:
+    """The ZeRO stage (0 when unset)."""
+    return int((ds.get("zero_optimization") or {}).get("stage", 0) or 0)
+
+
+def pipeline_stages(ds: Mapping[str, Any]) -> int:
+    """Pipeline stages; 1 means no pipeline."""
+    return max(1, int((ds.get("pipeline") or {}).get("stages", 1) or 1))
+
+
+def autotp_size(ds: Mapping[str, Any]) -> int:
+    """Tensor-parallel degree (AutoTP); 1 means none."""
+    return max(1, int((ds.get("tensor_parallel") or {}).get("autotp_size", 1) or 1))
+
+
 def model_parallel_size(ds: Mapping[str, Any]) -> int:
     """Processes that share one model replica (tensor × pipeline parallel); 1 for pure data parallel."""
-    tp = int((ds.get("tensor_parallel") or {}).get("autotp_size", 1) or 1)
-    pp = int((ds.get("pipeline") or {}).get("stages", 1) or 1)
-    return max(1, tp) * max(1, pp)
-
-
-def data_parallel_coords(ds: Mapping[str, Any], rank: int, world_size: int) -> Tuple[int, int]:
-    """``(data-parallel rank, data-parallel size)`` of ``rank``: which share of the data it reads.
-
-    Ranks of one model replica must read the same batches. DeepSpeed lays pipeline ranks
-    out stage-major (``PipeDataParallelTopology``: rank = stage × replicas + replica), so a
-    replica's stages are ``replicas`` apart; AutoTP's tensor-parallel ranks are consecutive.
-    """
-    size = max(1, world_size // model_parallel_size(ds))
-    if int((ds.get("pipeline") or {}).get("stages", 1) or 1) > 1:
-        return rank % size, size
-    return rank // model_parallel_size(ds), size
+    return autotp_size(ds) * pipeline_stages(ds)
 
 
 def _check_model_parallel(ds: Mapping[str, Any], origin, world_size: int, accumulation: int,
@@ -162,13 +164,13 @@ def _check_model_parallel(ds: Mapping[str, Any], origin, world_size: int, accumu
         raise ConfigError(f"{origin('pipeline.stages')} × {origin('tensor_parallel.autotp_size')} = {parallel} "
                           f"does not divide the world size {world_size}")
     pipe = ds.get("pipeline") or {}
-    if int(pipe.get("stages", 1) or 1) <= 1:
+    if pipeline_stages(ds) <= 1:
         return
     if "micro_batches" in pipe and int(pipe["micro_batches"]) != accumulation:
         raise ConfigError(f"{origin('pipeline.micro_batches')} = {pipe['micro_batches']} conflicts with "
                           f"solver.gradient_accumulation_batch = {accumulation}: a pipeline step's micro-batches are "
                           "the accumulation; set one of them")
-    if int((ds.get("tensor_parallel") or {}).get("autotp_size", 1) or 1) > 1:
+    if autotp_size(ds) > 1:
         raise ConfigError(f"{origin('pipeline')} with {origin('tensor_parallel')}: engine runs one of them at a time")
     if clip["enabled"] and clip["clip_type"] == "value":
         raise ConfigError(f"{where}.clip_gradients.clip_type = 'value' with {origin('pipeline')}: the pipeline engine "
@@ -232,7 +234,7 @@ def _check_precision(ds: Dict[str, Any], origin, device: str) -> None:
             f"{origin('fp16.enabled')} = true, but this run's device ({device}) does not support fp16 in DeepSpeed; "
             "use bf16 or fp32 on CPU"
         )
-    if "pipeline" in ds and int(ds.get("zero_optimization", {}).get("stage", 0)) > 1:
+    if "pipeline" in ds and zero_stage(ds) > 1:
         raise ConfigError(
             f"{origin('pipeline')} with {origin('zero_optimization.stage')} > 1: DeepSpeed runs pipelines with ZeRO 0-1 only"
         )
@@ -256,13 +258,21 @@ def precision_name(ds: Mapping[str, Any]) -> str:
     return "fp32"
 
 
-def summarize(ds: Mapping[str, Any]) -> str:
-    """One line for the start-of-run report."""
+def summarize(ds: Mapping[str, Any], global_batch: Optional[int] = None) -> str:
+    """One line for the start-of-run report.
+
+    Args:
+        ds: a DeepSpeed config.
+        global_batch: the run's samples per optimizer step; default ``ds["train_batch_size"]``
+            (absent under tensor parallel, where DeepSpeed derives its own).
+    """
     zero = ds.get("zero_optimization", {})
+    if global_batch is None:
+        global_batch = ds.get("train_batch_size", "derived by DeepSpeed")
     precision = precision_name(ds)
     optimizer: Optional[Mapping] = ds.get("optimizer")
     return (
         f"ZeRO stage {zero.get('stage', 0)}, {precision}, micro batch {ds['train_micro_batch_size_per_gpu']}, "
-        f"accumulation {ds['gradient_accumulation_steps']}, global batch {ds['train_batch_size']}, "
+        f"accumulation {ds['gradient_accumulation_steps']}, global batch {global_batch}, "
         f"optimizer {optimizer['type'] + ' (DeepSpeed)' if optimizer else 'client torch.optim'}"
     )

@@ -15,10 +15,10 @@ from typing import Any, Mapping
 
 from engine.config.checks import discriminator_plan
 from engine.errors import ConfigError
-from engine.schedule.ds_config import build_ds_config
 from engine.schedule.ds_constructors import check_deepspeed_optimizer, check_deepspeed_scheduler
 from engine.schedule.ds_file import deepspeed_side, is_written
 from engine.schedule.ds_schema import check_ds_config
+from engine.schedule.plan import D_PREFIX, GENERATOR, build_run_plan
 from engine.utils.registry import check_signature
 
 _DATA_SETS = ("train_data_set", "val_data_set", "test_data_set")
@@ -78,14 +78,19 @@ def preflight(cfg: Any, *, world_size: int = 1, device: str = "cpu") -> None:
 
 
 def _check_engines(cfg: Any, world_size: int, device: str) -> None:
-    """Per engine (the generator, each discriminator): its solver's builds and its DeepSpeed dict."""
+    """Per engine (the generator, each discriminator): its solver's builds and its DeepSpeed dict.
+
+    The dicts are the run plan's, as ``deepspeed.initialize`` will receive them.
+    """
     _, origin = deepspeed_side(cfg)
-    engines = [(None, "solver.generator")] + [(net_solver, path) for _, _, net_solver, path in discriminator_plan(cfg)]
-    for net_solver, where in engines:
+    plan = build_run_plan(cfg, rank=0, world_size=world_size, device=device)
+    engines = [(GENERATOR, None, "solver.generator")]
+    engines += [(D_PREFIX + name, net_solver, path) for name, _, net_solver, path in discriminator_plan(cfg)]
+    for engine, net_solver, where in engines:
         solver = cfg.SOLVER.GENERATOR if net_solver is None else net_solver
         _check_optimizer(solver, where)
         _check_lr_scheduler(cfg, solver, where)
-        ds = build_ds_config(cfg, world_size=world_size, device=device, solver=net_solver, where=where)
+        ds = plan.ds_config(engine)
         check_ds_config(ds, origin)
         check_deepspeed_optimizer(ds, _optimizer_path(cfg, where, origin))
         check_deepspeed_scheduler(ds, origin("scheduler"))

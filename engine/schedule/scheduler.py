@@ -11,12 +11,13 @@ from argparse import Namespace
 from typing import List, Optional
 
 from engine.config import CfgNode, dump_cfg, get_cfg
+from engine.config.provenance import trace_config
 from engine.errors import EngineError
 from engine.schedule import launch
 from engine.schedule.args import parse_args
 from engine.schedule.preflight import preflight
-from engine.schedule.ds_config import build_ds_config, summarize, write_ds_config
 from engine.schedule.ds_file import welcome_ds_file
+from engine.schedule.plan import RunPlan, build_run_plan, use_run_plan, write_plan_files
 
 EXIT_BAD_INPUT = 2
 
@@ -72,6 +73,15 @@ class BaseScheduler:
 
         return build_trainer(cfg)
 
+    def build_plan(self, cfg: CfgNode, info: launch.LaunchInfo, device: str) -> RunPlan:
+        """The run plan of this rank: every derived fact, checked, before anything starts."""
+        from engine.model.run_plan import declared_layer_specs  # imports torch: not needed for --help
+
+        nodes = max(1, info.world_size // max(1, info.local_world_size))
+        return build_run_plan(cfg, rank=info.rank, world_size=info.world_size, device=device, nodes=nodes,
+                              local_rank=info.local_rank, layer_specs=declared_layer_specs(cfg),
+                              provenance=trace_config(self.args.config_file, self.args.opts))
+
 
 def _spawned_worker(local_rank: int, scheduler: BaseScheduler, cfg: CfgNode, host: str, port: int) -> None:
     from engine.schedule.user_code import reimport_user_modules
@@ -92,7 +102,7 @@ def run_worker(scheduler: BaseScheduler, cfg: CfgNode) -> None:
     info = launch.read_launch_env()
     device = launch.select_device(cfg.TRAINER.DEVICE)
     arch_note = launch.fix_cuda_arch_list() if device == "cuda" else None
-    ds_config = build_ds_config(cfg, world_size=info.world_size, device=device)  # config check, nothing started yet
+    plan = scheduler.build_plan(cfg, info, device)  # config check, nothing started yet
     threads = launch.configure_threads(info)
     launch.init_distributed(info, device, shm_comm=cfg.DEEPSPEED.SHM_COMM, timeout_s=cfg.TRAINER.DIST_TIMEOUT)
     try:
@@ -103,18 +113,25 @@ def run_worker(scheduler: BaseScheduler, cfg: CfgNode) -> None:
             logger.warning(arch_note)
         if info.rank == 0:
             dump_cfg(cfg, os.path.join(cfg.OUTPUT_DIR, "config.yaml"))
-            write_ds_config(ds_config, os.path.join(cfg.OUTPUT_DIR, "ds_config.json"))
+            write_plan_files(plan, cfg.OUTPUT_DIR)  # before the build: a failed build still leaves what it was given
         logger.info(f"world size {info.world_size} ({info.launcher}), device {device}, {threads} threads per rank")
-        logger.info(f"DeepSpeed: {summarize(ds_config)}")
+        logger.info(f"DeepSpeed: {plan.summary()}")
         if info.rank == 0:
             from engine.collect_env import collect_env, format_env
 
-            logger.info("environment:\n" + format_env(collect_env(ds_config, info.world_size)))
+            logger.info("environment:\n" + format_env(collect_env(plan.ds_config(), info.world_size)))
         seed_everything(cfg.SEED)  # same seed on every rank: identical initial weights
-        trainer = scheduler.build_trainer(cfg)
+        with use_run_plan(plan):
+            trainer = scheduler.build_trainer(cfg)
+        plan = getattr(trainer, "plan", plan)  # with the epoch arithmetic of the data set
+        if info.rank == 0:
+            write_plan_files(plan, cfg.OUTPUT_DIR)
+            for note in plan.notes:
+                logger.warning(note)
         seed_everything(cfg.SEED + info.rank)  # then per-rank randomness (dropout) differs
-        trainer.resume_or_load(scheduler.args.resume)
-        trainer.train()
+        with use_run_plan(plan):
+            trainer.resume_or_load(scheduler.args.resume)
+            trainer.train()
     except BaseException as exc:
         from engine.data.loader import worker_failure
 

@@ -15,19 +15,13 @@ from engine.data.loader import build_inference_loader, build_train_loader, next_
 from engine.data.samplers import GroupedTrainingSampler, TrainingSampler, aspect_ratio_groups
 from engine.log.storage import EventStorage
 from engine.model.base_model import split_step_output
-from engine.model.build import build_model, planned_steps
-from engine.schedule.ds_config import build_ds_config, data_parallel_coords
+from engine.model.build import build_model
+from engine.model.run_plan import current_plan
+from engine.schedule.plan import GENERATOR, RunPlan, use_run_plan
 from engine.trainer.build import BUILD_TRAINER_REGISTRY
 from engine.trainer.hooks import HookBase, reduce_mean, register_hooks
 
 logger = logging.getLogger("engine")
-
-
-def run_device_type() -> str:
-    """``cuda`` or ``cpu``: the accelerator the scheduler selected before DeepSpeed started."""
-    from deepspeed.accelerator import get_accelerator
-
-    return "cuda" if get_accelerator().device_name() == "cuda" else "cpu"
 
 
 @BUILD_TRAINER_REGISTRY.register()
@@ -46,21 +40,24 @@ class BaseTrainer:
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
         solver = cfg.SOLVER
-        self.accumulation = max(1, solver.GRADIENT_ACCUMULATION_BATCH)
-        self.micro_batch = solver.TRAIN_PER_BATCH // self.accumulation
+        plan = current_plan(cfg)  # the scheduler's; built here for a trainer made by hand
+        self.accumulation = plan.batch.accumulation
+        self.micro_batch = plan.batch.micro_batch
         self.collate_fn = self.set_collate_fn(cfg)
         self.train_dataset = self.create_dataset(cfg.DATALOADER.TRAIN_DATA_SET, "dataloader.train_data_set")
         val_spec = cfg.DATALOADER.VAL_DATA_SET
         self.val_dataset = self.create_dataset(val_spec, "dataloader.val_data_set") if val_spec else None
-        self.ds_config = build_ds_config(cfg, world_size=comm.get_world_size(), device=run_device_type())
-        self.global_batch_size = int(self.ds_config["train_batch_size"])
+        self.ds_config = plan.ds_config(GENERATOR)
+        self.global_batch_size = plan.batch.global_batch
         # ranks of one model replica (pipeline stages, TP shards) read the same data
-        self.dp_rank, self.dp_size = data_parallel_coords(self.ds_config, comm.get_rank(), comm.get_world_size())
+        self.dp_rank, self.dp_size = plan.layout.data_parallel_rank, plan.layout.data_parallel_size
         self.sampler = self.build_train_sampler()
-        self.steps_per_epoch = self.sampler.samples_per_epoch // solver.TRAIN_PER_BATCH
-        self.epoch_mode = bool(cfg.TRAINER.ENABLE_EPOCH_METHOD)
-        self.max_iter = self.steps_per_epoch * solver.MAX_EPOCH if self.epoch_mode else solver.MAX_ITER
-        with planned_steps(self.max_iter):
+        # the plan, completed with the epoch arithmetic now that the data set is known
+        self.plan: RunPlan = plan.with_dataset(len(self.train_dataset), self.sampler.samples_per_epoch)
+        self.steps_per_epoch = self.plan.batch.steps_per_epoch
+        self.epoch_mode = self.plan.batch.epoch_mode
+        self.max_iter = self.plan.batch.total_steps
+        with use_run_plan(self.plan):
             self.model = self.create_model(cfg)
         self.start_iter = 0
         self.iter = 0

@@ -15,6 +15,7 @@ import torch
 from engine.checkpoint import layout
 from engine.schedule.launch import free_port
 from tests.distributed.test_resume import zero3_padding_mask
+from tests.distributed.test_plan_ds_config import REPORT_HOOK, assert_ds_config_is_what_ran
 from tests.helpers import REPO, TOY, launcher_cmd, run_cli
 
 STEPS = 6
@@ -167,8 +168,9 @@ def test_gan_trains_saves_one_tag_and_resumes_exactly(tmp_path, case):
     (tmp_path / "train.py").write_text(TRAIN)
     (tmp_path / "cfg.py").write_text(text)
     straight, split = tmp_path / "straight", tmp_path / "split"
-    log = train(tmp_path, tmp_path / "cfg.py", straight, stage)
+    log = train(tmp_path, tmp_path / "cfg.py", straight, stage, *REPORT_HOOK)
     assert "EMA of the generator" in log
+    assert_ds_config_is_what_ran(straight, engines=list(engines))  # one ds_config file per discriminator
     train(tmp_path, tmp_path / "cfg.py", split, stage, "solver.stop_at_iter", str(STEPS // 2))
     log = train(tmp_path, tmp_path / "cfg.py", split, stage, "--resume")
     assert f"at step {STEPS // 2}" in log

@@ -13,6 +13,7 @@ import torch
 from engine.model.pipeline import layer_key_map, pipeline_state_dict
 from engine.checkpoint.export import read_exported
 from tests.distributed.test_large_zero3 import run_large
+from tests.distributed.test_plan_ds_config import REPORT_HOOK, assert_ds_config_is_what_ran
 from tests.helpers import REPO, run_cli
 
 COMMON = ("solver.gradient_accumulation_batch", "2", "solver.max_iter", "10")
@@ -24,8 +25,9 @@ def test_pipeline_matches_plain_run_resumes_and_exports(tmp_path):
     import large
 
     plain = run_large(tmp_path / "plain", *COMMON, "deepspeed.config", "zero0", nproc=1)[0]["losses"]
-    piped = run_large(tmp_path / "pipe0", *COMMON, *PIPE, "deepspeed.config", "zero0",
+    piped = run_large(tmp_path / "pipe0", *COMMON, *PIPE, "deepspeed.config", "zero0", *REPORT_HOOK,
                       "dataloader.val_data_set", "{'name': 'LargeRegression', 'size': 20}", "solver.eval_period", "5")
+    assert_ds_config_is_what_ran(tmp_path / "pipe0", engines=["generator"])
     assert piped[0]["losses"] == piped[1]["losses"]  # every stage reports the last stage's loss
     assert piped[0]["losses"][0] == pytest.approx(plain[0], rel=1e-6)
     assert piped[0]["losses"] == pytest.approx(plain, rel=1e-4, abs=1e-6)
@@ -56,19 +58,25 @@ def test_pipeline_matches_plain_run_resumes_and_exports(tmp_path):
 def test_pipeline_config_checks_and_data_layout():
     from engine.config import get_cfg
     from engine.errors import ConfigError
-    from engine.schedule.ds_config import build_ds_config, data_parallel_coords
+    from engine.schedule.plan import build_run_plan
     from tests.distributed.test_large_zero3 import LARGE
 
-    def ds(*opts, world_size=4):
-        return build_ds_config(get_cfg(str(LARGE / "cfg.py"), opts=["deepspeed.config", "zero1", *opts]),
-                               world_size=world_size, device="cpu")
+    def plans(*opts, world_size=4):
+        cfg = get_cfg(str(LARGE / "cfg.py"), opts=["deepspeed.config", "zero1", *opts])
+        return [build_run_plan(cfg, rank=r, world_size=world_size, device="cpu") for r in range(world_size)]
 
-    pipe = ds("deepspeed.pipeline", "{'stages': 2}")
-    assert pipe["train_batch_size"] == 16  # 2 replicas × 8
+    def ds(*opts, world_size=4):
+        return plans(*opts, world_size=world_size)[0].ds_config()
+
+    pipe = plans("deepspeed.pipeline", "{'stages': 2}")
+    assert pipe[0].ds_config()["train_batch_size"] == pipe[0].batch.global_batch == 16  # 2 replicas × 8
     # stage-major: ranks 0,1 are stage 0 of replicas 0,1; ranks 2,3 their stage 1
-    assert [data_parallel_coords(pipe, r, 4) for r in range(4)] == [(0, 2), (1, 2), (0, 2), (1, 2)]
-    tp = ds("deepspeed.tensor_parallel", "{'autotp_size': 2}")
-    assert [data_parallel_coords(tp, r, 4) for r in range(4)] == [(0, 2), (0, 2), (1, 2), (1, 2)]
+    assert [(p.layout.data_parallel_rank, p.layout.data_parallel_size, p.layout.pipeline_stage) for p in pipe] == \
+        [(0, 2, 0), (1, 2, 0), (0, 2, 1), (1, 2, 1)]
+    tp = plans("deepspeed.tensor_parallel", "{'autotp_size': 2}")
+    assert [(p.layout.data_parallel_rank, p.layout.data_parallel_size, p.layout.tensor_parallel_rank) for p in tp] == \
+        [(0, 2, 0), (0, 2, 1), (1, 2, 0), (1, 2, 1)]
+    assert "train_batch_size" not in tp[0].ds_config() and tp[0].batch.global_batch == 16  # DeepSpeed derives its own
     with pytest.raises(ConfigError, match="micro_batches = 3 conflicts with solver.gradient_accumulation_batch = 1"):
         ds("deepspeed.pipeline", "{'stages': 2, 'micro_batches': 3}")
     with pytest.raises(ConfigError, match="does not divide the world size 3"):

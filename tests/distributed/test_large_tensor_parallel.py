@@ -7,6 +7,7 @@ checkpoint shards merge into a state dict that loads with ``strict=True`` and eq
 plain run's final weights.
 """
 
+import json
 import sys
 
 import pytest
@@ -15,6 +16,7 @@ import torch
 from engine.checkpoint.export import read_exported
 from engine.model.tensor_parallel import merge_tp_shards
 from tests.distributed.test_large_zero3 import run_large
+from tests.distributed.test_plan_ds_config import REPORT_HOOK, assert_ds_config_is_what_ran
 from tests.helpers import REPO, run_cli
 
 COMMON = ("deepspeed.config", "zero1", "solver.max_iter", "8")
@@ -38,7 +40,9 @@ def test_tensor_parallel_matches_plain_run_and_exports(tmp_path):
     import large
 
     plain = run_large(tmp_path / "plain", *COMMON, nproc=1)[0]
-    tp = run_large(tmp_path / "tp", *COMMON, "deepspeed.tensor_parallel", "{'autotp_size': 2}")
+    tp = run_large(tmp_path / "tp", *COMMON, "deepspeed.tensor_parallel", "{'autotp_size': 2}", *REPORT_HOOK)
+    assert_ds_config_is_what_ran(tmp_path / "tp", engines=["generator"])  # partition_config included
+    assert json.loads((tmp_path / "tp" / "ds_config.json").read_text())["tensor_parallel"]["partition_config"]
     assert tp[0]["losses"] == tp[1]["losses"]
     assert tp[0]["losses"] == pytest.approx(plain["losses"], rel=1e-5, abs=1e-6)
     assert sum(plain["losses"][-3:]) < sum(plain["losses"][:3]), plain["losses"]
@@ -82,15 +86,21 @@ def test_tensor_parallel_zero3_trains_resumes_and_exports(tmp_path):
 
 
 def test_network_specs_fill_only_a_missing_partition_config():
-    from engine.model.tensor_parallel import with_network_specs, without_tp_batch_size
+    from engine.config import get_cfg
+    from engine.model.run_plan import declared_layer_specs
+    from engine.schedule.plan import build_run_plan
+    from tests.distributed.test_large_zero3 import LARGE
     import large
 
-    net = large.DeepMLP(dim=8, hidden=32, depth=1)
-    ds = {"tensor_parallel": {"autotp_size": 2}, "train_batch_size": 8}
-    filled = with_network_specs(ds, net)["tensor_parallel"]["partition_config"]
-    assert filled == {"use_default_specs": False, "layer_specs": large.DeepMLP.autotp_layer_specs}
-    given = {"tensor_parallel": {"autotp_size": 2, "partition_config": {"layer_specs": []}}}
-    assert with_network_specs(given, net) == given
-    assert "partition_config" not in with_network_specs({"tensor_parallel": {"autotp_size": 1}}, net)["tensor_parallel"]
-    assert "train_batch_size" not in without_tp_batch_size(ds) and ds["train_batch_size"] == 8
-    assert without_tp_batch_size({"train_batch_size": 8})["train_batch_size"] == 8
+    def ds(tp):
+        cfg = get_cfg(str(LARGE / "cfg.py"), opts=["deepspeed.config", "zero1", "deepspeed.tensor_parallel", tp])
+        return build_run_plan(cfg, rank=0, world_size=2, device="cpu", layer_specs=declared_layer_specs(cfg)).ds_config()
+
+    filled = ds("{'autotp_size': 2}")
+    assert filled["tensor_parallel"]["partition_config"] == {"use_default_specs": False,
+                                                             "layer_specs": large.DeepMLP.autotp_layer_specs}
+    assert "train_batch_size" not in filled
+    given = {"use_default_specs": False, "layer_specs": [{"patterns": [".*up.weight"], "partition_type": "column"}]}
+    assert ds(repr({"autotp_size": 2, "partition_config": given}))["tensor_parallel"]["partition_config"] == given
+    plain = ds("{'autotp_size': 1}")
+    assert "partition_config" not in plain["tensor_parallel"] and plain["train_batch_size"] == 16

@@ -7,9 +7,13 @@ checkpointing) and ``to_layers()`` + ``loss_fn`` (pipeline parallel); ``LargeMod
 
 import json
 import os
+import sys
 
 import torch
 from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import ds_report  # noqa: E402,F401  (registers ReportDeepSpeedConfigHook for the plan tests)
 
 from engine import comm
 from engine.data.build import BUILD_DATASET_REGISTRY
