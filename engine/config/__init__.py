@@ -14,7 +14,7 @@ from engine.config.aliases import fold_aliases, mirror_aliases
 from engine.config.checks import check_consistency
 from engine.config.defaults import DEFAULTS
 from engine.config.loader import apply_opts, load_file, merge
-from engine.config.node import CfgNode, to_plain
+from engine.config.node import CfgNode, key_paths, to_plain
 from engine.utils.fileio import atomic_write_text
 
 __all__ = ["CfgNode", "get_cfg", "build_cfg", "dump_cfg", "default_cfg", "user_key_paths"]
@@ -32,10 +32,13 @@ def get_cfg(config_file: str, opts: Optional[Sequence[str]] = None) -> CfgNode:
 def build_cfg(data: Dict[str, Any], opts: Optional[Sequence[str]] = None) -> CfgNode:
     """Validate an in-memory config dict (the same path a file takes after loading)."""
     data = apply_opts(data, list(opts or []))
-    checked = DEFAULTS.check(fold_aliases(data), "")
+    folded = fold_aliases(data)
+    checked = DEFAULTS.check(folded, "")
     check_consistency(checked)
     mirror_aliases(checked)
-    return CfgNode(checked).freeze()
+    # both spellings count as written: errors name the one the user used (trainer.loss or trainer.model.loss)
+    written = set(key_paths(data)) | set(key_paths(folded))
+    return CfgNode(checked).mark_written(written).freeze()
 
 
 def default_cfg() -> Dict[str, Any]:

@@ -7,7 +7,7 @@ them, so user-owned sections (network, dataset, loss params) reach constructors 
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Iterable, Iterator, Mapping, Optional
 
 
 class CfgNode(dict):
@@ -16,6 +16,7 @@ class CfgNode(dict):
     def __init__(self, init: Optional[Mapping] = None) -> None:
         super().__init__()
         object.__setattr__(self, "_frozen", False)
+        object.__setattr__(self, "_written", frozenset())
         for key, value in (init or {}).items():
             dict.__setitem__(self, key, _wrap(value))
 
@@ -71,20 +72,37 @@ class CfgNode(dict):
     def is_frozen(self) -> bool:
         return self._frozen
 
+    def mark_written(self, paths: Iterable[str]) -> "CfgNode":
+        """Record which key paths the user's files and ``--opts`` set (the rest are defaults).
+
+        Paths are dotted and lower-case, list items by index (``solver.generator.optimizer``,
+        ``trainer.model.loss.cls.0.name``); every prefix of a written path is written.
+        """
+        object.__setattr__(self, "_written", frozenset(p.lower() for p in paths))
+        return self
+
+    def is_written(self, path: str) -> bool:
+        """Whether the user wrote ``path`` (or something inside it), rather than taking its default.
+
+        A value the user did not write is not theirs to conflict with: an existing DeepSpeed
+        JSON may set it instead.
+        """
+        return path.lower() in self._written
+
     def clone(self) -> "CfgNode":
         """An unfrozen deep copy."""
-        return CfgNode(to_plain(self))
+        return CfgNode(to_plain(self)).mark_written(self._written)
 
     def to_dict(self) -> dict:
         """Plain nested dicts/lists, for constructors, YAML and JSON."""
         return to_plain(self)
 
     def __reduce__(self):  # pickle (data-loader workers, spawn) as a plain dict
-        return (_rebuild, (to_plain(self), self._frozen))
+        return (_rebuild, (to_plain(self), self._frozen, sorted(self._written)))
 
 
-def _rebuild(data: dict, frozen: bool) -> CfgNode:
-    node = CfgNode(data)
+def _rebuild(data: dict, frozen: bool, written: Iterable[str] = ()) -> CfgNode:
+    node = CfgNode(data).mark_written(written)
     return node.freeze() if frozen else node
 
 
@@ -107,6 +125,15 @@ def _children(node: Any) -> Iterator[CfgNode]:
             yield value
         elif isinstance(value, (list, tuple)):
             yield from _children(value)
+
+
+def key_paths(value: Any, prefix: str = "") -> Iterator[str]:
+    """Every dotted key path in nested dicts and lists (``a``, ``a.b``, ``a.l.0``), lower-case."""
+    items = value.items() if isinstance(value, Mapping) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for key, child in items:
+        path = f"{prefix}.{key}".lower() if prefix else str(key).lower()
+        yield path
+        yield from key_paths(child, path)
 
 
 def to_plain(value: Any) -> Any:

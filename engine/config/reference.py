@@ -61,14 +61,18 @@ NOT_USED_YET: Dict[str, str] = {
 
 #: What engine does with some of the DeepSpeed keys it passes through (ds_config.py).
 DEEPSPEED_KEY_NOTES: Dict[str, str] = {
-    "train_batch_size": "derived (`train_per_batch` × data-parallel size); a different value is an error",
-    "train_micro_batch_size_per_gpu": "derived (`train_per_batch // gradient_accumulation_batch`); "
-                                      "a different value is an error",
-    "gradient_accumulation_steps": "derived (`gradient_accumulation_batch`, at least 1); a different value is an error",
-    "gradient_clipping": "derived from `solver.generator.clip_gradients` when it is enabled with `clip_type='norm'`; "
-                         "a different value is then an error",
-    "optimizer": "always an error: set the optimizer in `solver.generator.optimizer`",
-    "scheduler": "an error while `solver.generator.lr_scheduler.enabled` is true; otherwise DeepSpeed builds it",
+    "train_batch_size": "derived (`train_per_batch` × data-parallel size); a different number is an error; "
+                        "`\"auto\"` is filled",
+    "train_micro_batch_size_per_gpu": "taken into `solver.train_per_batch` (× accumulation) when the user did not "
+                                      "write that; otherwise derived from it, and a different value is an error",
+    "gradient_accumulation_steps": "taken into `solver.gradient_accumulation_batch` when the user did not write that; "
+                                   "otherwise derived from it, and a different value is an error",
+    "gradient_clipping": "taken into `solver.generator.clip_gradients` when the user did not write that; otherwise "
+                         "derived from it, and a different value is an error",
+    "optimizer": "taken into `solver.generator.optimizer` when the user did not write that (`\"auto\"` params from "
+                 "the solver); a different written optimizer is an error naming both",
+    "scheduler": "an error while `solver.generator.lr_scheduler.enabled` is true; otherwise DeepSpeed builds it "
+                 "(`\"auto\"` warm-up and length params filled from the solver); checked against its class up front",
     "fp16": "refused on CPU; `fp16` and `bf16` both enabled is an error",
     "pipeline": "`stages` shrinks the data-parallel size used for `train_batch_size`; refused with ZeRO stage 2 "
                 "or 3 (engine does not build pipeline models yet)",

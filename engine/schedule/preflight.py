@@ -2,16 +2,24 @@
 
 Validation of the config file itself knows nothing of the user's classes. Once the user's
 modules are imported (the training script did that), every registry name the config uses
-and the framework-built objects (transforms, the client optimizer) can be resolved, so a
-misspelled dataset or transform fails in a second, with its key path, instead of after the
-process group, the logs and the model were set up.
+and every constructor's arguments can be checked: transforms, losses, datasets, networks,
+the client optimizer and scheduler, and, per engine (the generator and each discriminator),
+the DeepSpeed dict against DeepSpeed's own schema and the optimizer and scheduler DeepSpeed
+will build. A misspelled key fails in seconds, with its path as written, instead of after
+the job waited in the queue and set up the process group, the logs and the model.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
+from engine.config.checks import discriminator_plan
 from engine.errors import ConfigError
+from engine.schedule.ds_constructors import check_deepspeed_optimizer, check_deepspeed_scheduler
+from engine.schedule.ds_file import deepspeed_side, is_written
+from engine.schedule.ds_schema import check_ds_config
+from engine.schedule.plan import D_PREFIX, GENERATOR, build_run_plan
+from engine.utils.registry import check_signature
 
 _DATA_SETS = ("train_data_set", "val_data_set", "test_data_set")
 
@@ -26,8 +34,18 @@ class _NoSamples:
         raise RuntimeError("preflight dataset holds no samples")
 
 
-def preflight(cfg: Any) -> None:
-    """Resolve every registry name in ``cfg`` and build what engine builds from plain config.
+def preflight(cfg: Any, *, world_size: int = 1, device: str = "cpu") -> None:
+    """Resolve every registry name in ``cfg`` and check every constructor's arguments.
+
+    Builds what is cheap to build from plain config (transforms, losses, client optimizers
+    and schedulers), binds the arguments of what is not (datasets, networks, DeepSpeed's
+    own optimizer) to the signature, and runs each engine's DeepSpeed dict through
+    DeepSpeed's config classes.
+
+    Args:
+        cfg: the validated config (after ``welcome_ds_file``).
+        world_size: processes the job will run; the DeepSpeed batch arithmetic depends on it.
+        device: ``"cuda"`` or ``"cpu"``; decides which optimizer class DeepSpeed builds.
 
     Raises:
         engine.errors.EngineError: naming the key path of the first problem found.
@@ -41,19 +59,94 @@ def preflight(cfg: Any) -> None:
 
     BUILD_TRAINER_REGISTRY.get_at(cfg.TRAINER.NAME, "trainer")
     BUILD_MODEL_REGISTRY.get_at(cfg.TRAINER.MODEL.NAME, "trainer.model")
-    BUILD_NETWORK_REGISTRY.get_at(cfg.TRAINER.MODEL.GENERATOR.NAME, "trainer.model.generator")
+    networks = [(cfg.TRAINER.MODEL.GENERATOR, "trainer.model.generator")] + [
+        (network, _network_path(cfg, index)) for index, (_, network, _, _) in enumerate(discriminator_plan(cfg))]
+    for spec, where in networks:
+        _check_by_signature(BUILD_NETWORK_REGISTRY, spec, where)
     for key in _DATA_SETS:
         spec = cfg.DATALOADER.get(key)
         if not spec:
             continue
         where = f"dataloader.{key}"
-        BUILD_DATASET_REGISTRY.get_at(spec["name"], where)
+        _check_by_signature(BUILD_DATASET_REGISTRY, spec, where)
         transformer = spec.get("transformer")
         if transformer is not None and not isinstance(transformer, (list, tuple)):
             raise ConfigError(f"{where}.transformer: expected a list of transform dicts, got {transformer!r}")
         build_transforms(transformer or [], where=f"{where}.transformer", dataset=_NoSamples())
-    _check_optimizer(cfg.SOLVER.GENERATOR, "solver.generator")
-    _check_lr_scheduler(cfg, cfg.SOLVER.GENERATOR, "solver.generator")
+    _check_losses(cfg)
+    _check_engines(cfg, world_size, device)
+
+
+def _check_engines(cfg: Any, world_size: int, device: str) -> None:
+    """Per engine (the generator, each discriminator): its solver's builds and its DeepSpeed dict.
+
+    The dicts are the run plan's, as ``deepspeed.initialize`` will receive them.
+    """
+    _, origin = deepspeed_side(cfg)
+    plan = build_run_plan(cfg, rank=0, world_size=world_size, device=device)
+    engines = [(GENERATOR, None, "solver.generator")]
+    engines += [(D_PREFIX + name, net_solver, path) for name, _, net_solver, path in discriminator_plan(cfg)]
+    for engine, net_solver, where in engines:
+        solver = cfg.SOLVER.GENERATOR if net_solver is None else net_solver
+        _check_optimizer(solver, where)
+        _check_lr_scheduler(cfg, solver, where)
+        ds = plan.ds_config(engine)
+        check_ds_config(ds, origin)
+        check_deepspeed_optimizer(ds, _optimizer_path(cfg, where, origin))
+        check_deepspeed_scheduler(ds, origin("scheduler"))
+
+
+def _network_path(cfg: Any, index: int) -> str:
+    """The path of discriminator ``index``'s network as written: one dict, or ``[i].params`` of a list."""
+    spec = cfg.TRAINER.MODEL.DISCRIMINATOR
+    return "trainer.model.discriminator" if isinstance(spec, Mapping) else f"trainer.model.discriminator[{index}].params"
+
+
+def _check_by_signature(registry: Any, spec: Mapping[str, Any], where: str) -> None:
+    """Resolve ``spec["name"]`` and bind the other keys to its constructor, without building it.
+
+    Datasets read files and networks allocate weights: the signature is what can be checked
+    for free. A constructor taking ``**kwargs`` accepts anything here, and a required parameter
+    the config leaves out is not an error: the model or data code may pass it itself.
+    """
+    cls = registry.get_at(spec["name"], where)
+    check_signature(cls, {k: v for k, v in spec.items() if k != "name"}, where=where, require_all=False)
+
+
+def _check_losses(cfg: Any) -> None:
+    """Build the losses of ``trainer.model.loss`` when it has the ``LossKeyCompose`` form.
+
+    ``{key: [dict(name=<LOSS_ARCH_REGISTRY name>, ...), ...]}`` is how engine's and the seed's
+    models read it; a section in another form belongs to the user's model and is left to it.
+    Errors name the path the user wrote (``trainer.loss`` is the seed's spelling).
+    """
+    from engine.loss.pipe import LossKeyCompose
+
+    spec = cfg.TRAINER.MODEL.LOSS
+    if not _is_loss_key_form(spec):
+        return
+    seed_spelling = is_written(cfg, "trainer.loss") and not is_written(cfg, "trainer.model.loss")
+    LossKeyCompose(spec, where="trainer.loss" if seed_spelling else "trainer.model.loss")
+
+
+def _is_loss_key_form(spec: Any) -> bool:
+    def entry(item: Any) -> bool:
+        if isinstance(item, (list, tuple)):  # a group of losses summed on one input
+            return bool(item) and all(isinstance(i, Mapping) and "name" in i for i in item)
+        return isinstance(item, Mapping) and "name" in item
+
+    if not isinstance(spec, Mapping) or not spec:
+        return False
+    return all(entry(v) if isinstance(v, Mapping) else isinstance(v, (list, tuple)) and bool(v) and all(map(entry, v))
+               for v in spec.values())
+
+
+def _optimizer_path(cfg: Any, where: str, origin: Any) -> str:
+    """Where the optimizer DeepSpeed builds was written: the solver, or the DeepSpeed file it was taken from."""
+    path = f"{where}.optimizer"
+    if where == "solver.generator" and not is_written(cfg, path) and "optimizer" in deepspeed_side(cfg)[0]:
+        return origin("optimizer")
+    return path
 
 
 def _check_optimizer(solver: Mapping[str, Any], where: str) -> None:

@@ -16,6 +16,7 @@ from engine.errors import EngineError
 from engine.schedule import launch
 from engine.schedule.args import parse_args
 from engine.schedule.preflight import preflight
+from engine.schedule.ds_file import welcome_ds_file
 from engine.schedule.plan import RunPlan, build_run_plan, use_run_plan, write_plan_files
 
 EXIT_BAD_INPUT = 2
@@ -35,8 +36,8 @@ class BaseScheduler:
     def schedule(self) -> None:
         args = self.args
         try:
-            cfg = get_cfg(args.config_file, args.opts)
-            preflight(cfg)
+            cfg = welcome_ds_file(get_cfg(args.config_file, args.opts))
+            preflight(cfg, world_size=self._world_size(), device=launch.select_device(cfg.TRAINER.DEVICE))
             if not launch.launched_externally() and args.num_gpus * args.num_machines > 1:
                 self._spawn(cfg)
                 return
@@ -46,6 +47,12 @@ class BaseScheduler:
             run_worker(self, cfg)
         except EngineError as exc:
             _fail(exc)
+
+    def _world_size(self) -> int:
+        """Processes the job will run: the launcher's, or ``--num-gpus`` × ``--num-machines``."""
+        if launch.launched_externally():
+            return int(os.environ["WORLD_SIZE"])
+        return self.args.num_gpus * self.args.num_machines
 
     def _spawn(self, cfg: CfgNode) -> None:
         """Plain ``python --num-gpus N``: start N local workers, as the seed did."""

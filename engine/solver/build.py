@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import logging
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional
 
 import torch
@@ -31,6 +30,7 @@ from engine.solver.lr_scheduler import (
     WarmupPolynomialDecay,
 )
 from engine.utils.registry import Registry, instantiate
+from engine.utils.quiet import quiet
 from engine.utils.suggest import did_you_mean
 
 #: LR scheduler ``type`` names: engine's schedulers and torch's. Register a class here to make
@@ -109,7 +109,7 @@ def lr_scheduler_factory(
         return None
     type_name, params = spec.get("type"), plain(spec.get("params") or {})
     probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    with _quiet("engine.solver"):
+    with quiet("engine.solver"):
         _build_scheduler(type_name, params, probe, where=where, defaults=defaults)
 
     def factory(optimizer: Optimizer) -> LRScheduler:
@@ -235,15 +235,3 @@ def _as_config_error(where: str, cls: type) -> Iterator[None]:
         raise ConfigError(f"{where}: {exc}") from exc
     except (ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"{where}: {cls.__name__} rejected the value: {exc}") from exc
-
-
-@contextlib.contextmanager
-def _quiet(logger_name: str) -> Iterator[None]:
-    """Silence warnings of a dry-run build; the real build repeats them."""
-    logger = logging.getLogger(logger_name)
-    previous = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(previous)

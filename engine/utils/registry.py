@@ -61,26 +61,50 @@ def instantiate(factory: Any, params: Mapping[str, Any], *, where: str, args: tu
     The signature is checked before the call so that a ``TypeError`` raised *inside* the
     constructor (a real bug) is not mistaken for a misspelled parameter.
     """
-    problem = _signature_problem(factory, params, n_args=len(args))
-    if problem:
-        raise ConfigError(f"{where}: {problem} for {_qualname(factory)}")
+    check_signature(factory, params, where=where, n_args=len(args))
     return factory(*args, **params)
 
 
-def _signature_problem(factory: Any, params: Mapping[str, Any], n_args: int) -> Optional[str]:
+def check_signature(factory: Any, params: Mapping[str, Any], *, where: str, n_args: int = 0,
+                    require_all: bool = True) -> None:
+    """Whether ``factory(<n_args positionals>, **params)`` would bind, without calling it.
+
+    The config check uses it for constructors too costly to run before training (datasets
+    that read files, networks, the optimizer DeepSpeed will build).
+
+    Args:
+        factory: a class or function.
+        params: the keyword arguments the config gives it.
+        where: the config key path of ``params``, named in the error.
+        n_args: positional arguments the caller adds (the parameters of an optimizer).
+        require_all: whether a required parameter missing from ``params`` is an error; False
+            where the calling code may add arguments of its own (a model building its network).
+
+    Raises:
+        ConfigError: an unexpected or a missing parameter, with the closest accepted names.
+    """
+    problem = _signature_problem(factory, params, n_args=n_args, require_all=require_all)
+    if problem:
+        raise ConfigError(f"{where}: {problem} for {_qualname(factory)}")
+
+
+def _signature_problem(factory: Any, params: Mapping[str, Any], n_args: int, require_all: bool = True) -> Optional[str]:
     try:
         sig = inspect.signature(factory)
     except (TypeError, ValueError):  # builtins without a signature: let the call decide
         return None
+    supplied = [p.name for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][:n_args]
     accepted = [
         p.name for p in sig.parameters.values()
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in supplied
     ]
     has_var_kw = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
     if not has_var_kw:
         for key in params:
             if key not in accepted:
                 return f"unexpected parameter {key!r}.{did_you_mean(key, accepted)} Accepted: {', '.join(accepted)}"
+    if not require_all:
+        return None
     positional = [p for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     missing = [
         p.name for p in positional[n_args:]

@@ -64,13 +64,16 @@ def test_clipping_by_norm_becomes_gradient_clipping():
 
 
 @pytest.mark.parametrize("override,message", [
-    ({"deepspeed": {"train_micro_batch_size_per_gpu": 3}},
+    ({"deepspeed": {"train_micro_batch_size_per_gpu": 3}, "solver": {"train_per_batch": 8}},
      r"deepspeed\.train_micro_batch_size_per_gpu = 3 conflicts with solver\.train_per_batch"),
-    ({"deepspeed": {"gradient_accumulation_steps": 2}},
+    ({"deepspeed": {"gradient_accumulation_steps": 2}, "solver": {"gradient_accumulation_batch": 1}},
      r"deepspeed\.gradient_accumulation_steps = 2 conflicts with solver\.gradient_accumulation_batch"),
     ({"deepspeed": {"gradient_clipping": 1.0}, "solver": {"generator": {"clip_gradients": {"enabled": True, "clip_value": 3.0}}}},
      r"deepspeed\.gradient_clipping = 1\.0 conflicts with solver\.generator\.clip_gradients\.clip_value"),
-    ({"deepspeed": {"optimizer": {"type": "Adam"}}}, r"deepspeed\.optimizer conflicts with solver\.generator\.optimizer"),
+    ({"deepspeed": {"optimizer": {"type": "Adam"}}, "solver": {"generator": {"optimizer": {"type": "SGD"}}}},
+     r"deepspeed\.optimizer = .* conflicts with solver\.generator\.optimizer = \{'type': 'SGD'"),
+    ({"deepspeed": {"gradient_clipping": 1.0}, "solver": {"generator": {"clip_gradients": {"enabled": False}}}},
+     r"deepspeed\.gradient_clipping = 1\.0 conflicts with solver\.generator\.clip_gradients \(enabled=False"),
     ({"deepspeed": {"scheduler": {"type": "WarmupLR"}}, "solver": {"generator": {"lr_scheduler": {"enabled": True, "type": "StepLR"}}}},
      r"deepspeed\.scheduler conflicts with solver\.generator\.lr_scheduler"),
     ({"deepspeed": {"fp16": {"enabled": True}}}, r"deepspeed\.fp16\.enabled = true, but this run's device \(cpu\)"),

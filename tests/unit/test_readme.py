@@ -168,7 +168,7 @@ def test_batch_sizes_are_derived_from_solver():
     ({"train_batch_size": 64}, {}, "deepspeed.train_batch_size"),
     ({"gradient_clipping": 1.0}, {"generator": {"clip_gradients": {"enabled": True, "clip_value": 5.0}}},
      "solver.generator.clip_gradients.clip_value"),
-    ({"optimizer": {"type": "SGD"}}, {}, "solver.generator.optimizer"),
+    ({"optimizer": {"type": "SGD"}}, {"generator": {"optimizer": {"type": "AdamW"}}}, "solver.generator.optimizer"),
     ({"scheduler": {"type": "WarmupLR"}}, {"generator": {"lr_scheduler": {"enabled": True, "type": "StepLR"}}},
      "solver.generator.lr_scheduler"),
     ({"fp16": {"enabled": True}}, {}, "deepspeed.fp16"),
