@@ -7,7 +7,10 @@ Accepts an output dir, its ``checkpoints/`` dir, or one tag dir. Every tag folde
 one says why (the same check resume and export make). For complete tags it reads the
 marker and, without loading any tensor data into memory (files are memory-mapped), looks for
 optimizer state, LR scheduler state, EMA and each rank's RNG streams. Nothing is written.
-Exit code 0, or 2 when the path does not exist or holds no tag.
+Files are unpickled with ``weights_only=True`` and engine's allow-list
+(``engine.checkpoint.safe_load``): a file naming any other type is refused, reported as such,
+and nothing from it runs. ``--trust-checkpoint`` loads such files anyway, for files you trust.
+Exit code 0; 2 when the path does not exist or holds no tag; 3 when a file was refused.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from engine.checkpoint import layout  # noqa: E402
+from engine.checkpoint import layout, safe_load  # noqa: E402
 
 RANK_FILE = "trainer_state_rank*.pt"
 
@@ -31,9 +34,16 @@ def folder_size(path: str) -> int:
 
 
 def _load(path: str) -> Any:
-    import torch
+    return safe_load.load(path, mmap=True)
 
-    return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+
+def _refusals(report: Dict[str, Any]) -> List[str]:
+    """The messages of every file the report says was refused as unsafe."""
+    found = []
+    for tag in report["tags"]:
+        parts = list(tag.get("engine_state", {}).values()) + list(tag.get("ranks", {}).values())
+        found += [part["refused"] for part in parts if part.get("refused")]
+    return found
 
 
 def engine_state(engine_dir: str) -> Dict[str, Any]:
@@ -44,6 +54,10 @@ def engine_state(engine_dir: str) -> Dict[str, Any]:
     out["optimizer_partitions"] = len(partitions)
     try:
         states = _load(model_files[0]) if model_files else {}
+    except safe_load.UnsafeCheckpointError as exc:
+        out["error"] = f"REFUSED {exc.path}: contains {', '.join(exc.found)}"
+        out["refused"] = str(exc)
+        states = {}
     except Exception as exc:  # a truncated or foreign file: say so, keep going
         out["error"] = f"{model_files[0]}: {type(exc).__name__}: {exc}"
         states = {}
@@ -60,6 +74,9 @@ def rank_states(tag_dir: str) -> Dict[str, Any]:
         rank = os.path.basename(path)[len("trainer_state_rank"):-3]
         try:
             own = _load(path)
+        except safe_load.UnsafeCheckpointError as exc:
+            ranks[str(int(rank))] = {"error": f"REFUSED {exc.path}: contains {', '.join(exc.found)}", "refused": str(exc)}
+            continue
         except Exception as exc:
             ranks[str(int(rank))] = {"error": f"{type(exc).__name__}: {exc}"}
             continue
@@ -159,14 +176,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("path", help="output dir, its checkpoints/ dir, or one tag dir")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(safe_load.TRUST_FLAG, dest="trust", action="store_true",
+                        help="unpickle files with weights_only=False: only for checkpoints you trust")
     args = parser.parse_args(argv)
+    safe_load.trust_checkpoints(args.trust)
     try:
         report = inspect(args.path)
     except FileNotFoundError as exc:
         print(f"inspect_ckpt: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(report, indent=1, default=str) if args.json else render(report))
-    return 0
+    refused = _refusals(report)
+    for message in dict.fromkeys(refused):
+        print(f"inspect_ckpt: error: {message}", file=sys.stderr)
+    return 3 if refused else 0
 
 
 if __name__ == "__main__":

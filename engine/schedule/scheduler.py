@@ -10,6 +10,7 @@ import traceback
 from argparse import Namespace
 from typing import List, Optional
 
+from engine.checkpoint.safe_load import trust_checkpoints
 from engine.config import CfgNode, dump_cfg, get_cfg
 from engine.errors import EngineError
 from engine.schedule import launch
@@ -106,6 +107,7 @@ def run_worker(scheduler: BaseScheduler, cfg: CfgNode) -> None:
         seed_everything(cfg.SEED)  # same seed on every rank: identical initial weights
         trainer = scheduler.build_trainer(cfg)
         seed_everything(cfg.SEED + info.rank)  # then per-rank randomness (dropout) differs
+        trust_checkpoints(scheduler.args.trust_checkpoint)  # before the first checkpoint file is read
         trainer.resume_or_load(scheduler.args.resume)
         trainer.train()
     except BaseException as exc:
