@@ -37,13 +37,26 @@ def _load(path: str) -> Any:
     return safe_load.load(path, mmap=True)
 
 
-def _refusals(report: Dict[str, Any]) -> List[str]:
-    """The messages of every file the report says was refused as unsafe."""
-    found = []
-    for tag in report["tags"]:
-        parts = list(tag.get("engine_state", {}).values()) + list(tag.get("ranks", {}).values())
-        found += [part["refused"] for part in parts if part.get("refused")]
+def unsafe_files(tag_dir: str) -> Dict[str, List[str]]:
+    """Every ``.pt`` of the tag that names a type the safe loader refuses → those types (static scan).
+
+    Nothing is unpickled; files this tool never loads (optimizer partitions, layer files) are
+    checked too, so a crafted file anywhere in the tag shows up before resume or export meets it.
+    """
+    found = {}
+    for path in sorted(glob.glob(os.path.join(tag_dir, "**", "*.pt"), recursive=True)):
+        names = safe_load.unsafe_globals(path)
+        if names:
+            found[os.path.relpath(path, tag_dir)] = names
     return found
+
+
+def _refusals(report: Dict[str, Any]) -> List[str]:
+    """The refusal message of every file the report found unsafe (unless trusted: none)."""
+    if safe_load.is_trusted():
+        return []
+    return [str(safe_load.UnsafeCheckpointError(os.path.join(report["root"], tag["tag"], rel), names))
+            for tag in report["tags"] for rel, names in tag.get("unsafe_files", {}).items()]
 
 
 def engine_state(engine_dir: str) -> Dict[str, Any]:
@@ -55,8 +68,7 @@ def engine_state(engine_dir: str) -> Dict[str, Any]:
     try:
         states = _load(model_files[0]) if model_files else {}
     except safe_load.UnsafeCheckpointError as exc:
-        out["error"] = f"REFUSED {exc.path}: contains {', '.join(exc.found)}"
-        out["refused"] = str(exc)
+        out["error"] = f"refused {exc.path}: contains {', '.join(exc.found)}"
         states = {}
     except Exception as exc:  # a truncated or foreign file: say so, keep going
         out["error"] = f"{model_files[0]}: {type(exc).__name__}: {exc}"
@@ -75,7 +87,7 @@ def rank_states(tag_dir: str) -> Dict[str, Any]:
         try:
             own = _load(path)
         except safe_load.UnsafeCheckpointError as exc:
-            ranks[str(int(rank))] = {"error": f"REFUSED {exc.path}: contains {', '.join(exc.found)}", "refused": str(exc)}
+            ranks[str(int(rank))] = {"error": f"refused {exc.path}: contains {', '.join(exc.found)}"}
             continue
         except Exception as exc:
             ranks[str(int(rank))] = {"error": f"{type(exc).__name__}: {exc}"}
@@ -101,6 +113,7 @@ def inspect_tag(tag_dir: str) -> Dict[str, Any]:
     info.update({key: marker.get(key) for key in ("iteration", "world_size", "zero_stage", "engines", "ema")})
     if "best" in marker:
         info["best"] = marker["best"]
+    info["unsafe_files"] = unsafe_files(tag_dir)
     info["engine_state"] = {name: engine_state(os.path.join(tag_dir, name)) for name in marker.get("engines", [])}
     info["ranks"] = rank_states(tag_dir)
     universal_dir = os.path.join(tag_dir, "universal")
@@ -167,6 +180,8 @@ def render(report: Dict[str, Any]) -> str:
         missing = sorted(set(range(int(tag["world_size"] or 0))) - {int(r) for r in tag["ranks"]})
         if missing:
             lines.append(f"    ranks without a state file: {missing}")
+        for rel, names in tag.get("unsafe_files", {}).items():
+            lines.append(f"    UNSAFE {rel}: contains {', '.join(names)} (refused by the safe loader)")
         if "universal_cache_bytes" in tag:
             lines.append(f"    universal/ (world-size change cache): {_mib(tag['universal_cache_bytes'])}")
     return "\n".join(lines)

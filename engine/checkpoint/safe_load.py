@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
+from engine.config.node import _rebuild as config_node_rebuild
 from engine.errors import EngineError
 
 logger = logging.getLogger("engine")
@@ -72,9 +73,12 @@ def allowed() -> Tuple[Any, ...]:
     multiarray = getattr(np, "_core", None) or np.core  # numpy 2 renamed numpy.core to numpy._core
     return (
         LossScaler,  # ZeRO 1-3 and bf16 optimizer files: the (static) loss scaler object
-        DynamicLossScaler,  # the same for fp16 with dynamic loss scaling
+        DynamicLossScaler,  # the same for fp16 with dynamic scaling (read from DeepSpeed's source: fp16 needs a GPU)
         ZeroStageEnum,  # the stage, saved as DeepSpeed's enum
         fragment_address,  # ZeRO 1-2 / bf16: where each parameter lies in the flat partition
+        # pipeline tags saved before engine handed DeepSpeed a plain-dict config: DeepSpeed pickles its
+        # config into each file, and it held engine's CfgNode (rebuilt from a plain dict)
+        config_node_rebuild,
         # trainer state files written before RNG state was stored as tensors (numpy's tuple state)
         multiarray.multiarray._reconstruct, (multiarray.multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
         np.ndarray, np.dtype, type(np.dtype(np.uint32)),

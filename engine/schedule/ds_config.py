@@ -9,12 +9,12 @@ DeepSpeed, so it runs in the config check before anything starts.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from engine.config.loader import merge
+from engine.config.node import to_plain
 from engine.errors import ConfigError
 from engine.utils.fileio import atomic_write_text
 from engine.utils.suggest import did_you_mean
@@ -74,7 +74,9 @@ def build_ds_config(cfg: Mapping[str, Any], *, world_size: int, device: str,
     """
     section = cfg["deepspeed"]
     template_name = section["config"]
-    user = {k: copy.deepcopy(v) for k, v in section.items() if k not in ENGINE_KEYS}
+    # plain dicts, not CfgNodes: DeepSpeed pickles its config into every checkpoint file ("ds_config"),
+    # and a checkpoint must hold only data that loads with weights_only=True
+    user = {k: to_plain(v) for k, v in section.items() if k not in ENGINE_KEYS}
     ds = merge(load_template(template_name), user)
 
     def origin(key: str) -> str:
