@@ -17,9 +17,10 @@ here:
 
 The allow-list (``allowed()``) holds the few non-tensor types DeepSpeed's ``save_checkpoint`` really
 writes, found by saving tags at ZeRO 0-3, pipeline, tensor parallel, bf16, offload, GAN and EMA and
-scanning every file (``benchmarks/checkpoint_globals.py`` repeats that survey), plus numpy's array
-reconstruction for trainer state files written before RNG state was stored as tensors. Each entry
-only rebuilds data; none can call an arbitrary function.
+scanning every file (``benchmarks/checkpoint_globals.py`` repeats that survey), plus two kinds that
+only tags written by earlier engine versions hold: numpy arrays (trainer state files from before RNG
+state was stored as tensors) and engine's config node (pipeline tags from before DeepSpeed was given
+a plain-dict config). Each entry only rebuilds data; none can call an arbitrary function.
 
 A refused load raises ``UnsafeCheckpointError`` naming the file and the type found. Trusting a
 file is an explicit opt-in: ``--trust-checkpoint`` on the training entry and the checkpoint tools,
@@ -38,7 +39,7 @@ import pickle
 import re
 import runpy
 import sys
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -99,8 +100,7 @@ class UnsafeCheckpointError(EngineError):
         super().__init__(
             f"checkpoint: refused to load {path}: it contains {kinds}, which is not a tensor, number, string, "
             f"list, dict or one of the types engine and DeepSpeed write; unpickling it could run code, so nothing "
-            f"was loaded from it. If you trust this file (you made it, "
-            f"or know where it came from), rerun with {TRUST_FLAG} (training entry, tools/inspect_ckpt.py, "
+            f"was loaded from it. If you trust this file (you made it, or know where it came from), rerun with {TRUST_FLAG} (training entry, tools/inspect_ckpt.py, "
             f"tools/convert_ckpt.py) to load it with weights_only=False; see README, 'Loading checkpoints safely'")
 
 

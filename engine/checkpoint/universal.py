@@ -27,7 +27,6 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional
 

@@ -8,14 +8,12 @@ not appear. The opt-in (``--trust-checkpoint``) is used only in the last test, w
 
 import importlib.util
 import shutil
-import sys
 
 import pytest
+import torch
 
 from engine.checkpoint import layout, safe_load
 from tests.helpers import REPO, TOY, launcher_cmd, run_cli
-
-import torch
 
 STEPS = 2
 TAG = layout.tag_name(STEPS)
