@@ -15,7 +15,7 @@ here:
 * ``python -m engine.checkpoint.safe_load MODULE ARGS`` runs a DeepSpeed script (the universal
   conversion) in a child process under the same rules.
 
-The allow-list (``allowed()``) holds the few non-tensor types DeepSpeed's ``save_checkpoint`` really
+The allow-list (``ALLOWED``) holds the few non-tensor types DeepSpeed's ``save_checkpoint`` really
 writes, found by saving tags at ZeRO 0-3, pipeline, tensor parallel, bf16, offload, GAN and EMA and
 scanning every file (``benchmarks/checkpoint_globals.py`` repeats that survey), plus two kinds that
 only tags written by earlier engine versions hold: numpy arrays (trainer state files from before RNG
@@ -33,17 +33,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import glob
+import importlib
 import logging
 import os
 import pickle
 import re
 import runpy
 import sys
-from typing import Any, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
-from engine.config.node import _rebuild as config_node_rebuild
 from engine.errors import EngineError
 
 logger = logging.getLogger("engine")
@@ -58,32 +58,52 @@ _FORCE_UNSAFE_ENV = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 _REFUSED_GLOBAL_RE = re.compile(r"GLOBAL (\S+) (?:was not an allowed global|whose module)")
 
 
+#: The allow-list: the name torch's unpickler reads in a file → (modules to try, attribute) where the
+#: object lives. Names, not objects, so that scanning a file needs no import: DeepSpeed is imported
+#: only when a file that names one of its types is loaded (it is heavy, and it logs on import).
+ALLOWED: Dict[str, Tuple[Tuple[str, ...], str]] = {
+    # ZeRO 1-3 and bf16 optimizer files pickle the optimizer's loss scaler object
+    "deepspeed.runtime.fp16.loss_scaler.LossScaler": (("deepspeed.runtime.fp16.loss_scaler",), "LossScaler"),
+    # the same for fp16 with dynamic scaling (from DeepSpeed's source: fp16 needs a GPU, not surveyed)
+    "deepspeed.runtime.fp16.loss_scaler.DynamicLossScaler": (("deepspeed.runtime.fp16.loss_scaler",),
+                                                             "DynamicLossScaler"),
+    # the ZeRO stage, saved as DeepSpeed's enum
+    "deepspeed.runtime.zero.config.ZeroStageEnum": (("deepspeed.runtime.zero.config",), "ZeroStageEnum"),
+    # ZeRO 1-2 / bf16 optimizer files: where each parameter lies in the flat partition
+    "deepspeed.utils.tensor_fragment.fragment_address": (("deepspeed.utils.tensor_fragment",), "fragment_address"),
+    # pipeline tags saved before DeepSpeed was given a plain-dict config: DeepSpeed pickles its
+    # config into each file, and it held engine's config node (rebuilt from a plain dict)
+    "engine.config.node._rebuild": (("engine.config.node",), "_rebuild"),
+    # trainer state files saved before RNG state was stored as tensors: numpy's (tuple, ndarray) state
+    "numpy._core.multiarray._reconstruct": (("numpy._core.multiarray", "numpy.core.multiarray"), "_reconstruct"),
+    "numpy.core.multiarray._reconstruct": (("numpy._core.multiarray", "numpy.core.multiarray"), "_reconstruct"),
+    "numpy.ndarray": (("numpy",), "ndarray"),
+    "numpy.dtype": (("numpy",), "dtype"),
+    "numpy.dtypes.UInt32DType": (("numpy.dtypes",), "UInt32DType"),
+}
+
+
 @functools.lru_cache(maxsize=None)
-def allowed() -> Tuple[Any, ...]:
-    """The non-tensor types engine's and DeepSpeed's checkpoints contain; each only rebuilds data.
+def _resolve(name: str) -> Any:
+    """The allow-listed object ``name`` stands for, imported on first use."""
+    modules, attribute = ALLOWED[name]
+    for module in modules:
+        try:
+            return getattr(importlib.import_module(module), attribute)
+        except (ImportError, AttributeError):
+            continue
+    raise ImportError(f"allow-listed {name} not found in {modules}")
 
-    Found by the survey in the module docstring. DeepSpeed is imported here, not at module
-    import, because it is heavy and a tool that reads a ZeRO-0 tag or ``trainer.weights`` never
-    needs it. An entry is a global or (global, the name older files give it).
+
+def _safe_globals(names: Optional[Sequence[str]] = None) -> Any:
+    """torch's ``safe_globals`` context for the entries ``names`` need (default: every entry).
+
+    Every entry of a package a name belongs to is included, not only the names themselves: the
+    static scan misses globals the unpickler reaches indirectly (numpy's dtype classes).
     """
-    import numpy as np
-    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
-    from deepspeed.runtime.zero.config import ZeroStageEnum
-    from deepspeed.utils.tensor_fragment import fragment_address
-
-    multiarray = getattr(np, "_core", None) or np.core  # numpy 2 renamed numpy.core to numpy._core
-    return (
-        LossScaler,  # ZeRO 1-3 and bf16 optimizer files: the (static) loss scaler object
-        DynamicLossScaler,  # the same for fp16 with dynamic scaling (read from DeepSpeed's source: fp16 needs a GPU)
-        ZeroStageEnum,  # the stage, saved as DeepSpeed's enum
-        fragment_address,  # ZeRO 1-2 / bf16: where each parameter lies in the flat partition
-        # pipeline tags saved before engine handed DeepSpeed a plain-dict config: DeepSpeed pickles its
-        # config into each file, and it held engine's CfgNode (rebuilt from a plain dict)
-        config_node_rebuild,
-        # trainer state files written before RNG state was stored as tensors (numpy's tuple state)
-        multiarray.multiarray._reconstruct, (multiarray.multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
-        np.ndarray, np.dtype, type(np.dtype(np.uint32)),
-    )
+    packages = None if names is None else {name.split(".")[0] for name in names}
+    chosen = [name for name in ALLOWED if packages is None or name.split(".")[0] in packages]
+    return torch.serialization.safe_globals([(_resolve(name), name) for name in chosen])
 
 
 _trusted = False
@@ -120,8 +140,8 @@ def is_trusted() -> bool:
 
 
 def allowed_global_names() -> List[str]:
-    """``module.qualname`` of every allow-listed global, as torch's unpickler names them."""
-    return [entry[1] if isinstance(entry, tuple) else f"{entry.__module__}.{entry.__qualname__}" for entry in allowed()]
+    """Every allow-listed global as torch's unpickler names it (``module.qualname``)."""
+    return list(ALLOWED)
 
 
 def _warn_trusted(what: str) -> None:
@@ -154,7 +174,11 @@ def load(path: str, *, map_location: Any = "cpu", mmap: bool = False) -> Any:
     if _trusted:
         _warn_trusted(path)
         return torch.load(path, map_location=map_location, weights_only=False, mmap=mmap)
-    with torch.serialization.safe_globals(list(allowed())):
+    try:
+        needed = _non_default_globals(path)
+    except (ValueError, RuntimeError):  # torch's legacy (non-zip) format cannot be scanned: allow every entry
+        needed = None
+    with _safe_globals(needed):
         try:
             return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
         except pickle.UnpicklingError as exc:
@@ -167,11 +191,15 @@ def unsafe_globals(path: str) -> List[str]:
     Nothing is unpickled: torch disassembles the pickle opcodes. Files in torch's legacy
     (non-zip) format cannot be scanned and give an empty list; their load still checks.
     """
-    with torch.serialization.safe_globals(list(allowed())):
-        try:
-            return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
-        except (ValueError, RuntimeError, OSError):
-            return []
+    try:
+        return sorted(name for name in _non_default_globals(path) if name not in ALLOWED)
+    except (ValueError, RuntimeError, OSError):
+        return []
+
+
+def _non_default_globals(path: str) -> List[str]:
+    """The globals ``path`` names beyond torch's defaults (static opcode scan, nothing imported)."""
+    return torch.serialization.get_unsafe_globals_in_checkpoint(path)
 
 
 def check_folder(folder: str) -> None:
@@ -213,7 +241,7 @@ def deepspeed_loads(folder: Optional[str]) -> Iterator[None]:
     saved = {key: os.environ.pop(key, None) for key in (_FORCE_SAFE_ENV, _FORCE_UNSAFE_ENV)}
     os.environ[_FORCE_SAFE_ENV] = "1"
     try:
-        with torch.serialization.safe_globals(list(allowed())):
+        with _safe_globals():
             try:
                 yield
             except pickle.UnpicklingError as exc:
