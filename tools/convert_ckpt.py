@@ -13,7 +13,9 @@ metadata; ``engine.checkpoint.export.read_exported(path)`` restores them, so
 ``net.load_state_dict(read_exported(path), strict=True)`` works for a file or an index. A
 single-file export without tied parameters also loads with ``safetensors.torch.load_file`` /
 ``torch.load(...)["state_dict"]`` and as ``trainer.weights``. Incomplete tags are refused;
-every file is written to a temp name, fsynced and renamed.
+every file is written to a temp name, fsynced and renamed. Checkpoint files are unpickled with
+``weights_only=True`` and engine's allow-list; a file naming another type is refused (exit code
+3, nothing from it runs) unless ``--trust-checkpoint`` is given.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from engine.checkpoint import safe_load  # noqa: E402
 from engine.checkpoint.export import (  # noqa: E402
     DTYPES, FORMATS, ExportError, ema_state, lazy_state, parse_size, resolve, write_export,
 )
@@ -43,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES), help="floating tensors are cast to this")
     parser.add_argument("--format", choices=sorted(FORMATS), help="default: from OUT's extension, else safetensors")
     parser.add_argument("--max-shard-size", default="5GB", help="split above this size (5GB, 500MB, 2GiB, bytes)")
+    parser.add_argument(safe_load.TRUST_FLAG, dest="trust", action="store_true",
+                        help="unpickle files with weights_only=False: only for checkpoints you trust")
     return parser
 
 
@@ -59,6 +64,7 @@ def pick_format(out: Optional[str], fmt: Optional[str]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    safe_load.trust_checkpoints(args.trust)
     try:
         if args.out and args.out_opt and args.out != args.out_opt:
             raise ExportError(f"two outputs given: {args.out} and --out {args.out_opt}")
@@ -77,6 +83,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ExportError as exc:
         print(f"convert_ckpt: error: {exc}", file=sys.stderr)
         return 2
+    except safe_load.UnsafeCheckpointError as exc:
+        print(f"convert_ckpt: error: {exc}", file=sys.stderr)
+        return safe_load.REFUSED_EXIT
     count = sum(int(v.shape.numel()) if hasattr(v.shape, "numel") else 0 for v in state.values())
     shown = files[-1] if len(files) > 1 else files[0]
     extra = f" ({len(files) - 1} shards)" if len(files) > 1 else ""

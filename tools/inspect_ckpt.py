@@ -7,7 +7,10 @@ Accepts an output dir, its ``checkpoints/`` dir, or one tag dir. Every tag folde
 one says why (the same check resume and export make). For complete tags it reads the
 marker and, without loading any tensor data into memory (files are memory-mapped), looks for
 optimizer state, LR scheduler state, EMA and each rank's RNG streams. Nothing is written.
-Exit code 0, or 2 when the path does not exist or holds no tag.
+Files are unpickled with ``weights_only=True`` and engine's allow-list
+(``engine.checkpoint.safe_load``): a file naming any other type is refused, reported as such,
+and nothing from it runs. ``--trust-checkpoint`` loads such files anyway, for files you trust.
+Exit code 0; 2 when the path does not exist or holds no tag; 3 when a file was refused.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from engine.checkpoint import layout  # noqa: E402
+from engine.checkpoint import layout, safe_load  # noqa: E402
 
 RANK_FILE = "trainer_state_rank*.pt"
 
@@ -31,9 +34,29 @@ def folder_size(path: str) -> int:
 
 
 def _load(path: str) -> Any:
-    import torch
+    return safe_load.load(path, mmap=True)
 
-    return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+
+def unsafe_files(tag_dir: str) -> Dict[str, List[str]]:
+    """Every ``.pt`` of the tag that names a type the safe loader refuses → those types (static scan).
+
+    Nothing is unpickled; files this tool never loads (optimizer partitions, layer files) are
+    checked too, so a crafted file anywhere in the tag shows up before resume or export meets it.
+    """
+    found = {}
+    for path in sorted(glob.glob(os.path.join(tag_dir, "**", "*.pt"), recursive=True)):
+        names = safe_load.unsafe_globals(path)
+        if names:
+            found[os.path.relpath(path, tag_dir)] = names
+    return found
+
+
+def _refusals(report: Dict[str, Any]) -> List[str]:
+    """The refusal message of every file the report found unsafe (unless trusted: none)."""
+    if safe_load.is_trusted():
+        return []
+    return [str(safe_load.UnsafeCheckpointError(os.path.join(report["root"], tag["tag"], rel), names))
+            for tag in report["tags"] for rel, names in tag.get("unsafe_files", {}).items()]
 
 
 def engine_state(engine_dir: str) -> Dict[str, Any]:
@@ -44,6 +67,9 @@ def engine_state(engine_dir: str) -> Dict[str, Any]:
     out["optimizer_partitions"] = len(partitions)
     try:
         states = _load(model_files[0]) if model_files else {}
+    except safe_load.UnsafeCheckpointError as exc:
+        out["error"] = f"refused {exc.path}: contains {', '.join(exc.found)}"
+        states = {}
     except Exception as exc:  # a truncated or foreign file: say so, keep going
         out["error"] = f"{model_files[0]}: {type(exc).__name__}: {exc}"
         states = {}
@@ -60,6 +86,9 @@ def rank_states(tag_dir: str) -> Dict[str, Any]:
         rank = os.path.basename(path)[len("trainer_state_rank"):-3]
         try:
             own = _load(path)
+        except safe_load.UnsafeCheckpointError as exc:
+            ranks[str(int(rank))] = {"error": f"refused {exc.path}: contains {', '.join(exc.found)}"}
+            continue
         except Exception as exc:
             ranks[str(int(rank))] = {"error": f"{type(exc).__name__}: {exc}"}
             continue
@@ -84,6 +113,7 @@ def inspect_tag(tag_dir: str) -> Dict[str, Any]:
     info.update({key: marker.get(key) for key in ("iteration", "world_size", "zero_stage", "engines", "ema")})
     if "best" in marker:
         info["best"] = marker["best"]
+    info["unsafe_files"] = unsafe_files(tag_dir)
     info["engine_state"] = {name: engine_state(os.path.join(tag_dir, name)) for name in marker.get("engines", [])}
     info["ranks"] = rank_states(tag_dir)
     universal_dir = os.path.join(tag_dir, "universal")
@@ -150,6 +180,8 @@ def render(report: Dict[str, Any]) -> str:
         missing = sorted(set(range(int(tag["world_size"] or 0))) - {int(r) for r in tag["ranks"]})
         if missing:
             lines.append(f"    ranks without a state file: {missing}")
+        for rel, names in tag.get("unsafe_files", {}).items():
+            lines.append(f"    UNSAFE {rel}: contains {', '.join(names)} (refused by the safe loader)")
         if "universal_cache_bytes" in tag:
             lines.append(f"    universal/ (world-size change cache): {_mib(tag['universal_cache_bytes'])}")
     return "\n".join(lines)
@@ -159,14 +191,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("path", help="output dir, its checkpoints/ dir, or one tag dir")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(safe_load.TRUST_FLAG, dest="trust", action="store_true",
+                        help="unpickle files with weights_only=False: only for checkpoints you trust")
     args = parser.parse_args(argv)
+    safe_load.trust_checkpoints(args.trust)
     try:
         report = inspect(args.path)
     except FileNotFoundError as exc:
         print(f"inspect_ckpt: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(report, indent=1, default=str) if args.json else render(report))
-    return 0
+    refused = _refusals(report)
+    for message in dict.fromkeys(refused):
+        print(f"inspect_ckpt: error: {message}", file=sys.stderr)
+    return 3 if refused else 0
 
 
 if __name__ == "__main__":

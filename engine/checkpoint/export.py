@@ -28,7 +28,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import torch
 
-from engine.checkpoint import layout
+from engine.checkpoint import layout, safe_load
 from engine.utils.fileio import atomic_write, atomic_write_text
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -97,15 +97,16 @@ def lazy_state(tag_dir: str, network: str) -> Dict[str, Any]:
         if int(info.get("zero_stage", 0)) == 3:
             shards = _zero3_tp_shards(os.path.join(tag_dir, network), tp_size)
         else:
-            shards = [torch.load(os.path.join(tag_dir, network, f"mp_rank_{rank:02d}_model_states.pt"),
-                                 map_location="cpu", weights_only=False)["module"] for rank in range(tp_size)]
+            shards = [safe_load.load(os.path.join(tag_dir, network, f"mp_rank_{rank:02d}_model_states.pt"))["module"]
+                      for rank in range(tp_size)]
         return merge_tp_shards(shards, pieces["tp_specs"])
     if int(info.get("zero_stage", 0)) == 0:
         model_file = os.path.join(tag_dir, network, "mp_rank_00_model_states.pt")
-        return dict(torch.load(model_file, map_location="cpu", weights_only=False, mmap=True)["module"])
+        return dict(safe_load.load(model_file, mmap=True)["module"])
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-    return dict(get_fp32_state_dict_from_zero_checkpoint(tag_dir, tag=network, lazy_mode=True))
+    with safe_load.deepspeed_loads(os.path.join(tag_dir, network)):  # lazy mode reads every rank file here
+        return dict(get_fp32_state_dict_from_zero_checkpoint(tag_dir, tag=network, lazy_mode=True))
 
 
 _ZERO3_FILE = re.compile(r"^zero_pp_rank_(\d+)_mp_rank_(\d+)_(model|optim)_states\.pt$")
@@ -133,11 +134,11 @@ def _zero3_tp_shards(engine_dir: str, tp_size: int) -> List[Dict[str, torch.Tens
         raise ExportError(f"{engine_dir}: expected ZeRO-3 model and optimizer files for {tp_size} tensor-parallel "
                           f"ranks × {dp_size} data-parallel ranks, found {sorted(os.listdir(engine_dir))}")
     world = dp_size * tp_size
-    flats = {key: torch.load(paths["optim"], map_location="cpu", weights_only=False, mmap=True)
-             ["optimizer_state_dict"]["fp32_flat_groups"] for key, paths in files.items()}
+    flats = {key: safe_load.load(paths["optim"], mmap=True)["optimizer_state_dict"]["fp32_flat_groups"]
+             for key, paths in files.items()}
     shards = []
     for mp in range(tp_size):
-        model = torch.load(files[(0, mp)]["model"], map_location="cpu", weights_only=False)
+        model = safe_load.load(files[(0, mp)]["model"])
         if model.get("frozen_param_shapes"):
             raise ExportError(f"{engine_dir}: frozen parameters in a tensor-parallel ZeRO-3 tag are not supported")
         state: Dict[str, torch.Tensor] = {}
@@ -171,7 +172,7 @@ def ema_state(tag_dir: str) -> Dict[str, torch.Tensor]:
     states = []
     for rank in range(int(info["world_size"])):
         path = layout.rank_state_file(tag_dir, rank)
-        states.append(torch.load(path, map_location="cpu", weights_only=False).get("model", {}).get("ema"))
+        states.append(safe_load.load(path).get("model", {}).get("ema"))
         if states[-1] is None:
             raise ExportError(f"{path} holds no EMA state")
         if not states[-1].get("sharded"):
@@ -337,7 +338,7 @@ def _read_one(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
         with safe_open(path, framework="pt") as f:
             meta = f.metadata() or {}
         return load_file(path), meta
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = safe_load.load(path)
     return obj["state_dict"], obj.get("meta", {})
 
 

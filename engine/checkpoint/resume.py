@@ -6,10 +6,8 @@ import logging
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-import torch
-
 from engine import comm
-from engine.checkpoint import layout
+from engine.checkpoint import layout, safe_load
 from engine.checkpoint.state import restore_rng
 from engine.checkpoint.weights import load_weights
 from engine.errors import EngineError
@@ -49,8 +47,11 @@ def usable_tags(root: str, rank: int) -> List[str]:
 
 
 def _state_file_loads(path: str) -> Tuple[bool, str]:
+    """Whether the state file loads; a file refused as unsafe is not skipped but raised (never a fallback)."""
     try:
-        torch.load(path, map_location="cpu", weights_only=False)
+        safe_load.load(path)
+    except safe_load.UnsafeCheckpointError:
+        raise
     except FileNotFoundError:
         return False, f"{path} missing"
     except Exception as exc:  # a corrupt pickle raises many kinds
@@ -68,10 +69,20 @@ def _source_rank(tag_dir: str, rank: int) -> int:
 
 
 def choose_tag(root: str) -> Optional[str]:
-    """The newest tag usable on every rank (ranks may see different files on non-shared disks)."""
-    mine = usable_tags(root, comm.get_rank())
-    everyone = comm.all_gather_object(mine)
-    common = [t for t in mine if all(t in other for other in everyone)]
+    """The newest tag usable on every rank (ranks may see different files on non-shared disks).
+
+    A refused (unsafe) file on any rank stops every rank with its message: the ranks agree
+    first, so none is left waiting in a collective the others never reach.
+    """
+    try:
+        mine, refusal = usable_tags(root, comm.get_rank()), None
+    except safe_load.UnsafeCheckpointError as exc:
+        mine, refusal = [], (exc.path, exc.found)
+    everyone = comm.all_gather_object((mine, refusal))
+    refusals = [theirs for _, theirs in everyone if theirs]
+    if refusals:
+        raise safe_load.UnsafeCheckpointError(*(refusal or refusals[0]))
+    common = [t for t in mine if all(t in other for other, _ in everyone)]
     return common[0] if common else None
 
 
@@ -82,6 +93,7 @@ def load_checkpoint(trainer: Any, tag_dir: str) -> None:
     ``train()`` creates the data iterator first, which draws from torch's RNG.
     """
     info = layout.read_marker(tag_dir)
+    safe_load.check_folder(tag_dir)  # before anything is loaded: a crafted file is named, nothing changed
     engines = trainer.model.engines
     if sorted(engines) != sorted(info.get("engines", [])):
         raise EngineError(f"--resume: {tag_dir} holds engines {info.get('engines')}, the model has {sorted(engines)}")
@@ -90,10 +102,11 @@ def load_checkpoint(trainer: Any, tag_dir: str) -> None:
         own, rng = _load_resized(trainer, tag_dir, info, old_world)
     else:
         for name, engine in engines.items():
-            path, _ = engine.load_checkpoint(tag_dir, tag=name)
+            with safe_load.deepspeed_loads(os.path.join(tag_dir, name)):
+                path, _ = engine.load_checkpoint(tag_dir, tag=name)
             if path is None:
                 raise EngineError(f"--resume: DeepSpeed could not load engine {name!r} from {os.path.join(tag_dir, name)}")
-        own = torch.load(layout.rank_state_file(tag_dir, comm.get_rank()), map_location="cpu", weights_only=False)
+        own = safe_load.load(layout.rank_state_file(tag_dir, comm.get_rank()))
         load_extra = getattr(trainer.model, "load_extra_state", None)
         if load_extra is not None:
             load_extra(own.get("model", {}))
@@ -128,7 +141,7 @@ def _load_resized(trainer: Any, tag_dir: str, info: Dict[str, Any], old_world: i
         universal.prepare_universal(tag_dir, sorted(engines))
     for name, engine in engines.items():
         universal.load_engine(engine, tag_dir, name)
-    first = torch.load(layout.rank_state_file(tag_dir, 0), map_location="cpu", weights_only=False)
+    first = safe_load.load(layout.rank_state_file(tag_dir, 0))
     universal.carry_extra_state(trainer.model, tag_dir, old_world, first)
     step = int(first["trainer"]["iteration"])
     seed = int(trainer.cfg.SEED)

@@ -19,10 +19,17 @@ DEFAULT_SYNC_TIMEOUT = 300.0
 
 
 def capture_rng() -> Dict[str, Any]:
-    """This rank's RNG streams. Ranks are seeded differently, so each rank keeps its own file."""
+    """This rank's RNG streams. Ranks are seeded differently, so each rank keeps its own file.
+
+    Only tensors, numbers, strings and dicts: the file then loads with ``weights_only=True``
+    without allowing any numpy type (numpy's own state is a tuple holding an ndarray).
+    """
+    version, internal, gauss_next = random.getstate()
+    name, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
     state: Dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": {"version": version, "state": torch.tensor(internal, dtype=torch.int64), "gauss_next": gauss_next},
+        "numpy": {"bit_generator": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -31,11 +38,25 @@ def capture_rng() -> Dict[str, Any]:
 
 
 def restore_rng(state: Dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    """Put back what ``capture_rng`` returned (or the tuples that tags written before it hold)."""
+    random.setstate(_python_state(state["python"]))
+    np.random.set_state(_numpy_state(state["numpy"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _python_state(saved: Any) -> tuple:
+    if not isinstance(saved, dict):  # random.getstate() as it was
+        return tuple(saved)
+    return saved["version"], tuple(int(v) for v in saved["state"].tolist()), saved["gauss_next"]
+
+
+def _numpy_state(saved: Any) -> tuple:
+    if not isinstance(saved, dict):  # np.random.get_state() as it was
+        return tuple(saved)
+    keys = saved["keys"].numpy().astype(np.uint32)
+    return saved["bit_generator"], keys, saved["pos"], saved["has_gauss"], saved["cached_gaussian"]
 
 
 def sync_timeout() -> float:

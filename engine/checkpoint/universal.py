@@ -27,7 +27,6 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
@@ -35,7 +34,7 @@ import numpy as np
 import torch
 
 from engine import comm
-from engine.checkpoint import layout
+from engine.checkpoint import layout, safe_load
 from engine.checkpoint.state import capture_rng, new_sync_group, restore_rng
 from engine.errors import EngineError
 
@@ -67,11 +66,11 @@ def is_ready(tag_dir: str) -> bool:
 
 def convert_engine(engine_dir: str, out_dir: str, timeout: Optional[float] = None) -> None:
     """``ds_to_universal`` on one engine folder, in a child process (killable, memory freed after)."""
-    cmd = [sys.executable, "-m", "deepspeed.checkpoint.ds_to_universal", "--input_folder", engine_dir,
-           "--output_folder", out_dir, "--inject_missing_state", "--num_extract_workers", "1",
-           "--num_merge_workers", "1"]
+    cmd, child_env = safe_load.child_command("deepspeed.checkpoint.ds_to_universal", [
+        "--input_folder", engine_dir, "--output_folder", out_dir, "--inject_missing_state",
+        "--num_extract_workers", "1", "--num_merge_workers", "1"])  # its loads unpickle safely too
     limit = timeout or conversion_timeout()
-    env = dict(os.environ)
+    env = dict(os.environ, **child_env)
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK"):
         env.pop(key, None)  # the converter needs no process group; do not let it find ours
     try:
@@ -79,6 +78,9 @@ def convert_engine(engine_dir: str, out_dir: str, timeout: Optional[float] = Non
     except subprocess.TimeoutExpired:
         raise EngineError(f"--resume: converting {engine_dir} to a universal checkpoint took over {limit:.0f}s "
                           f"({TIMEOUT_ENV}); killed") from None
+    if done.returncode == safe_load.REFUSED_EXIT:  # the child printed the refusal, file named
+        refused = next((line for line in done.stdout.splitlines() if "refused to load" in line), done.stdout[-2000:])
+        raise EngineError(f"--resume: converting {engine_dir} to a universal checkpoint: {refused}")
     if done.returncode != 0:
         tail = "\n".join(done.stdout.strip().splitlines()[-15:])
         raise EngineError(f"--resume: ds_to_universal failed on {engine_dir} (exit {done.returncode}):\n{tail}")
@@ -157,13 +159,15 @@ def _agree(group: Any, error: Optional[str]) -> None:
 def load_engine(engine: Any, tag_dir: str, name: str) -> None:
     """Load one engine of ``tag_dir`` on this (different) world size."""
     if not has_zero_partitions(os.path.join(tag_dir, name)):
-        path, _ = engine.load_checkpoint(tag_dir, tag=name)  # ZeRO-0: whole state in one file
+        with safe_load.deepspeed_loads(os.path.join(tag_dir, name)):
+            path, _ = engine.load_checkpoint(tag_dir, tag=name)  # ZeRO-0: whole state in one file
     else:
         config = engine._config
         before = config.load_universal_checkpoint
         config.load_universal_checkpoint = True
         try:
-            path, _ = engine.load_checkpoint(universal_root(tag_dir), tag=name)
+            with safe_load.deepspeed_loads(os.path.join(universal_root(tag_dir), name)):
+                path, _ = engine.load_checkpoint(universal_root(tag_dir), tag=name)
         finally:
             config.load_universal_checkpoint = before
     if path is None:
@@ -221,8 +225,7 @@ def _reshard_ema(ema: Any, tag_dir: str, old_world: int, saved: Mapping[str, Any
 
     if not (saved.get("sharded") and ema.sharded):
         raise ValueError("saved and current EMA differ in sharding (ZeRO stage changed)")
-    states = [torch.load(layout.rank_state_file(tag_dir, r), map_location="cpu", weights_only=False)["model"]["ema"]
-              for r in range(old_world)]
+    states = [safe_load.load(layout.rank_state_file(tag_dir, r))["model"]["ema"] for r in range(old_world)]
     full = consolidate_ema(states)
     rank, world = comm.get_rank(), comm.get_world_size()
     params = {}

@@ -9,6 +9,7 @@ from typing import Any, Dict
 
 import torch
 
+from engine.checkpoint import safe_load
 from engine.errors import ConfigError
 
 logger = logging.getLogger("engine")
@@ -17,7 +18,8 @@ logger = logging.getLogger("engine")
 def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     """A plain state dict from ``.pt``/``.pth``/``.bin`` (torch), ``.safetensors`` or a sharded ``*.index.json``.
 
-    Files exported by ``tools/convert_ckpt.py`` (one file or shards, tied names restored) and
+    Read with ``weights_only=True`` (``engine.checkpoint.safe_load``): a file holding other objects is
+    refused unless the user passed ``--trust-checkpoint``. Files exported by ``tools/convert_ckpt.py`` (one file or shards, tied names restored) and
     torch checkpoints that nest the weights under ``state_dict``/``model``/``module`` are unwrapped.
     """
     if not os.path.isfile(path):
@@ -26,7 +28,7 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
 
     if path.endswith((".safetensors", ".index.json")):
         return read_exported(path)  # tied names written once by convert_ckpt.py come back here
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = safe_load.load(path)
     if isinstance(state, dict) and set(state) == {"state_dict", "meta"}:
         return read_exported(path)  # a .pt written by convert_ckpt.py
     for key in ("state_dict", "model", "module"):

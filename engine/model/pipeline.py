@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
+from engine.checkpoint import safe_load
 from engine.errors import EngineError
 from engine.model.precision import to_device
 from engine.schedule.ds_config import pipeline_stages
@@ -94,7 +95,7 @@ def pipeline_state_dict(engine_dir: str, key_map: Mapping[str, str]) -> Dict[str
     state: Dict[str, torch.Tensor] = {}
     for path in files:
         index = int(os.path.basename(path)[len("layer_"):].split("-")[0])
-        for key, value in torch.load(path, map_location="cpu", weights_only=True).items():
+        for key, value in safe_load.load(path).items():
             state[key_map.get(f"{index}.{key}", f"{index}.{key}")] = value
     return state
 

@@ -18,6 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--machine-rank", type=int, default=0, help="this machine's index (plain python)")
     parser.add_argument("--dist-url", default="auto", help="tcp://HOST:PORT of machine 0, or 'auto' (plain python)")
     parser.add_argument("--resume", action="store_true", help="resume from the newest complete checkpoint in output_dir")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="unpickle checkpoint files (--resume, trainer.weights) with weights_only=False; "
+                             "only for files you trust (default: engine's safe loader refuses unknown types)")
     parser.add_argument("--distribute", action="store_true", help="seed compatibility; distribution follows the launcher")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",

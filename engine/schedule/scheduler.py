@@ -10,6 +10,7 @@ import traceback
 from argparse import Namespace
 from typing import List, Optional
 
+from engine.checkpoint.safe_load import trust_checkpoints
 from engine.config import CfgNode, dump_cfg, get_cfg, user_key_paths
 from engine.config.provenance import trace_config
 from engine.errors import EngineError
@@ -132,6 +133,7 @@ def run_worker(scheduler: BaseScheduler, cfg: CfgNode) -> None:
             for note in plan.notes:
                 logger.warning(note)
         seed_everything(cfg.SEED + info.rank)  # then per-rank randomness (dropout) differs
+        trust_checkpoints(scheduler.args.trust_checkpoint)  # before the first checkpoint file is read
         with use_run_plan(plan):
             trainer.resume_or_load(scheduler.args.resume)
             trainer.loop()  # the seed's entry; BaseTrainer.loop runs train()

@@ -6,6 +6,11 @@ one owner of each fact and nothing here draws random numbers or touches the data
 
 from __future__ import annotations
 
+import logging
+from typing import Any, Dict, Mapping
+
+logger = logging.getLogger("engine")
+
 
 class SeedTrainerSurface:
     """Mixin of ``BaseTrainer``: ``default_log_name``, ``output``, ``device``, ``enable_epoch_method``,

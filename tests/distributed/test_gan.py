@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.checkpoint import layout
+from engine.checkpoint import layout, safe_load
 from engine.schedule.launch import free_port
 from tests.distributed.test_resume import zero3_padding_mask
 from tests.distributed.test_plan_ds_config import REPORT_HOOK, assert_ds_config_is_what_ran
@@ -134,7 +134,7 @@ def tag_tensors(tag_dir: Path):
                 yield from walk(v, f"{prefix}/{i}")
     out = {}
     for f in sorted(tag_dir.rglob("*.pt")):
-        state = torch.load(f, map_location="cpu", weights_only=False)
+        state = safe_load.load(str(f))
         if f.name.startswith("trainer_state"):
             state = {"model": state["model"], "trainer": state["trainer"]}  # RNG differs by design (saved later)
         out.update(walk(state, str(f.relative_to(tag_dir))))

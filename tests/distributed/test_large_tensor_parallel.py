@@ -13,6 +13,7 @@ import sys
 import pytest
 import torch
 
+from engine.checkpoint import safe_load
 from engine.checkpoint.export import read_exported
 from engine.model.tensor_parallel import merge_tp_shards
 from tests.distributed.test_large_zero3 import run_large
@@ -25,7 +26,7 @@ COMMON = ("deepspeed.config", "zero1", "solver.max_iter", "8")
 def module_state(out, rank):
     """The module weights one rank saved at step 8 (ZeRO 0-2 keep them whole per TP rank)."""
     path = out / "checkpoints" / "iter_0000008" / "generator" / f"mp_rank_{rank:02d}_model_states.pt"
-    return torch.load(path, map_location="cpu", weights_only=False)["module"]
+    return safe_load.load(str(path))["module"]
 
 
 def export(out, dest):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.checkpoint import layout
+from engine.checkpoint import layout, safe_load
 from engine.schedule.launch import free_port
 from tests.helpers import TOY, launcher_cmd, read_records, run_cli
 
@@ -86,7 +86,7 @@ def tensors(obj, prefix=""):
 def engine_tensors(tag_dir: Path):
     out = {}
     for f in sorted((tag_dir / "generator").glob("*.pt")):
-        out.update(tensors(torch.load(f, map_location="cpu", weights_only=False), f.name))
+        out.update(tensors(safe_load.load(str(f)), f.name))
     return out
 
 
