@@ -32,7 +32,7 @@ class TrainerCheckpoint:
         self.check_period = int(solver.CHECKPOINT_PERIOD)
         self.max_keep = int(solver.MAX_KEEP)
         self.save_dir = layout.checkpoint_root(trainer.cfg.OUTPUT_DIR)
-        self.max_iter = int(solver.MAX_EPOCH if trainer.epoch_mode else trainer.max_iter)
+        self.max_iter = int(trainer.plan.batch.max_epoch if trainer.epoch_mode else trainer.max_iter)
 
     def is_due(self, step: int) -> bool:
         """The seed's cadence for loop counter ``step`` (0-based): every ``check_period``-th and the last."""

@@ -35,6 +35,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 from engine.config.checks import discriminator_plan
 from engine.config.provenance import Provenance
 from engine.errors import EngineError
+from engine.schedule.ds_file import is_written
 from engine.schedule.ds_config import (autotp_size, build_ds_config, model_parallel_size, pipeline_stages,
                                        precision_name, summarize, write_ds_config, zero_stage)
 from engine.utils.fileio import atomic_write_text
@@ -238,7 +239,7 @@ def build_run_plan(cfg: Mapping[str, Any], *, rank: int, world_size: int, device
     layout = ParallelLayout.of(generator, rank=rank, world_size=world_size, nodes=nodes, local_rank=local_rank)
     batch = BatchPlan(samples_per_step=int(solver["train_per_batch"]), micro_batch=micro, accumulation=accumulation,
                       global_batch=micro * accumulation * layout.data_parallel_size,
-                      epoch_mode=bool(cfg["trainer"]["enable_epoch_method"]), max_epoch=int(solver["max_epoch"]),
+                      epoch_mode=bool(cfg["trainer"]["enable_epoch_method"]), max_epoch=epochs_to_train(cfg),
                       max_iter=int(solver["max_iter"]))
     zero = generator.get("zero_optimization") or {}
     return RunPlan(
@@ -280,9 +281,31 @@ def _offload_device(zero: Mapping[str, Any], key: str) -> str:
     return str((zero.get(key) or {}).get("device", "none") or "none")
 
 
+def epochs_to_train(cfg: Mapping[str, Any]) -> int:
+    """Epochs of an epoch-mode run: ``solver.max_epoch``, or a seed-era config's ``solver.max_iter``.
+
+    TrainFramework's epoch mode ran ``solver.max_iter`` epochs (it had no ``max_epoch``); its
+    configs therefore set ``max_iter`` and nothing else. Reading that as engine's one default
+    epoch would shorten the run without a word, so a config that wrote ``max_iter`` but not
+    ``max_epoch`` is read the seed's way (and ``_notes`` says so).
+    """
+    solver = cfg["solver"]
+    if _epochs_from_max_iter(cfg):
+        return int(solver["max_iter"])
+    return int(solver["max_epoch"])
+
+
+def _epochs_from_max_iter(cfg: Mapping[str, Any]) -> bool:
+    return (bool(cfg["trainer"]["enable_epoch_method"]) and is_written(cfg, "solver.max_iter")
+            and not is_written(cfg, "solver.max_epoch"))
+
+
 def _notes(cfg: Mapping[str, Any], ds: Mapping[str, Any], batch: BatchPlan) -> List[str]:
     """Warnings that matter, known before the data is loaded."""
     notes = []
+    if _epochs_from_max_iter(cfg):
+        notes.append(f"trainer.enable_epoch_method: solver.max_iter {batch.max_epoch} counts epochs, as in "
+                     f"TrainFramework (solver.max_epoch is not set): training {batch.max_epoch} epochs")
     per_batch = int(cfg["solver"]["train_per_batch"])
     if per_batch % batch.accumulation:
         notes.append(f"solver.train_per_batch {per_batch} is not a multiple of solver.gradient_accumulation_batch "

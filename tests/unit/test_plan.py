@@ -119,3 +119,14 @@ def test_build_ds_config_is_called_in_one_place():
             if re.search(r"\bbuild_ds_config\(", line) and not line.lstrip().startswith("def "):
                 callers.append(f"{path.relative_to(REPO)}:{number}")
     assert len(callers) == 1 and callers[0].startswith("engine/schedule/plan.py:"), callers
+
+
+def test_seed_epoch_mode_counts_epochs_in_max_iter():
+    """TrainFramework's epoch mode ran solver.max_iter epochs; such a config must not shrink to one epoch."""
+    seed = plan({"trainer": {"enable_epoch_method": True}, "solver": {"max_iter": 7}})
+    assert seed.batch.max_epoch == 7
+    assert any("solver.max_iter 7 counts epochs" in note for note in seed.notes)
+    both = plan({"trainer": {"enable_epoch_method": True}, "solver": {"max_iter": 7, "max_epoch": 3}})
+    assert both.batch.max_epoch == 3 and not any("counts epochs" in note for note in both.notes)
+    steps = plan({"solver": {"max_iter": 7}})  # iteration mode: max_iter is steps, as ever
+    assert steps.batch.total_steps == 7 and not any("counts epochs" in note for note in steps.notes)
