@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Tuple
 
 from engine.config.loader import merge
+from engine.config.node import to_plain
 from engine.errors import ConfigError
 from engine.utils.suggest import did_you_mean
 
@@ -107,7 +108,7 @@ def deepspeed_side(cfg: Mapping[str, Any]) -> Tuple[Dict[str, Any], DsSources]:
     """The ``deepspeed`` section merged over its JSON file, and where each key came from."""
     section = cfg["deepspeed"]
     template = section["config"]
-    written = {k: copy.deepcopy(_plain(v)) for k, v in section.items() if k not in ENGINE_KEYS}
+    written = {k: to_plain(v) for k, v in section.items() if k not in ENGINE_KEYS}
     sources = DsSources(written, template, resolve_template(template))
     return merge(load_template(template), written), sources
 
@@ -144,7 +145,7 @@ def adopt_optimizer(ds_optimizer: Mapping[str, Any], solver_params: Mapping[str,
         if not is_auto(value):
             adopted[key] = copy.deepcopy(value)
         elif key in solver_params:
-            adopted[key] = copy.deepcopy(_plain(solver_params[key]))
+            adopted[key] = to_plain(solver_params[key])
     if ds_optimizer["type"].lower() == "adam":
         adopted.setdefault("adam_w_mode", True)
     return {"type": ds_optimizer["type"], "params": adopted}
@@ -153,7 +154,7 @@ def adopt_optimizer(ds_optimizer: Mapping[str, Any], solver_params: Mapping[str,
 def same_optimizer(ds_optimizer: Mapping[str, Any], spec: Mapping[str, Any], where: str) -> bool:
     """Whether DeepSpeed's ``optimizer`` section and a solver ``optimizer`` say the same."""
     adopted = adopt_optimizer(ds_optimizer, spec.get("params") or {}, where)
-    params = dict(_plain(spec.get("params") or {}))
+    params = dict(to_plain(spec.get("params") or {}))
     if spec["type"].lower() == "adam":
         params.setdefault("adam_w_mode", False)  # engine's Adam is torch's (see deepspeed_optimizer_config)
     return adopted["type"].lower() == spec["type"].lower() and adopted["params"] == params
@@ -176,7 +177,7 @@ def welcome_ds_file(cfg: Any) -> Any:
         ``cfg`` itself when nothing is taken, else a frozen copy with the taken values.
     """
     ds, sources = deepspeed_side(cfg)
-    solver = _plain(cfg["solver"])
+    solver = to_plain(cfg["solver"])
     taken = False
 
     accumulation = ds.get("gradient_accumulation_steps")
@@ -226,10 +227,3 @@ def _take(section: Dict[str, Any], keys: Tuple[str, ...], value: Any) -> bool:
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
