@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from engine.checkpoint.preempt import signal_numbers
 from engine.errors import ConfigError
 
 _DATA_SETS = ("train_data_set", "val_data_set", "test_data_set")
@@ -52,6 +53,7 @@ def preflight(cfg: Any) -> None:
         if transformer is not None and not isinstance(transformer, (list, tuple)):
             raise ConfigError(f"{where}.transformer: expected a list of transform dicts, got {transformer!r}")
         build_transforms(transformer or [], where=f"{where}.transformer", dataset=_NoSamples())
+    signal_numbers(cfg.SOLVER.SAVE_ON_SIGNAL)
     _check_optimizer(cfg.SOLVER.GENERATOR, "solver.generator")
     _check_lr_scheduler(cfg, cfg.SOLVER.GENERATOR, "solver.generator")
 

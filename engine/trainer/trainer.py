@@ -154,6 +154,8 @@ class BaseTrainer:
         from engine.checkpoint.saver import CheckpointHook, save_checkpoint
 
         hook = next((h for h in self.hooks if isinstance(h, CheckpointHook)), None)
+        if hook is not None:
+            hook.wait()  # an asynchronous save in flight completes first (rotation must not race it)
         tag_dir = save_checkpoint(self, step, getattr(hook, "_group", None))
         raise EngineError(
             f"solver.nan_policy = 'stop': the loss or gradients became non-finite at step {step}. The update was "

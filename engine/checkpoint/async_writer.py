@@ -1,0 +1,151 @@
+"""Asynchronous checkpoint writes: copy the state to host memory now, write and fsync it in a thread.
+
+Why this shape: the step that saves should pay for a memory copy, not for the disk. DeepSpeed
+hands every file it writes to its checkpoint engine (``engine.checkpoint_engine.save(state,
+path)``); :class:`CapturingCheckpointEngine` stands in for it during one ``save_checkpoint``
+and keeps a host copy of each state instead of writing it, and :class:`BackgroundWriter` then
+writes those copies with ``torch.save`` (DeepSpeed's own format and file names, so a tag
+written this way loads, resizes, exports and inspects exactly like a synchronous one) and
+fsyncs them, while training goes on.
+
+Why not DeepSpeed's decoupled or fast writers: the decoupled engine writes from helper
+processes that need their own process group and a commit call DeepSpeed makes only for its
+own ``latest``; the fast engine's files need its aio op (a JIT build) and have been reported
+unloadable with ``weights_only=True``. Here the files are exactly what ``torch.save`` writes.
+
+What makes a tag complete stays with ``engine.checkpoint.saver``: the marker is written only
+after every rank reported its background write finished and fsynced.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from deepspeed.runtime.checkpoint_engine.checkpoint_engine import CheckpointCommitInfo, CheckpointEngine
+
+from engine.checkpoint import layout
+
+#: Harness only (benchmarks/fault_injection.py): seconds the background writer sleeps after each
+#: file, so that a random SIGKILL lands inside the write. Unset (0) in real runs.
+FAULT_WRITE_DELAY_ENV = "ENGINE_FAULT_WRITE_DELAY"
+
+
+def snapshot(obj: Any, memo: Optional[Dict[Any, torch.Tensor]] = None) -> Any:
+    """A copy of ``obj`` whose tensors are host copies; the same tensor view twice stays one copy.
+
+    Containers are rebuilt (dict subclasses keep their type), everything else is kept as is:
+    DeepSpeed's states hold ints, strings, enums and small config objects next to tensors,
+    and none of those change after the save.
+    """
+    memo = {} if memo is None else memo
+    if isinstance(obj, torch.Tensor):
+        key = (obj.untyped_storage().data_ptr(), obj.storage_offset(), tuple(obj.shape), obj.stride(), obj.dtype) \
+            if obj.numel() else ("empty", id(obj))
+        if key not in memo:
+            memo[key] = obj.detach().to("cpu", copy=True)
+        return memo[key]
+    if isinstance(obj, dict):
+        copied = {k: snapshot(v, memo) for k, v in obj.items()}
+        if type(obj) is dict:
+            return copied
+        try:
+            return type(obj)(copied)
+        except TypeError:  # a dict subclass with another constructor: a plain dict holds the same data
+            return copied
+    if isinstance(obj, list):
+        return [snapshot(v, memo) for v in obj]
+    if isinstance(obj, tuple):
+        items = [snapshot(v, memo) for v in obj]
+        return type(obj)(*items) if hasattr(obj, "_fields") else tuple(items)  # namedtuples take fields positionally
+    return obj
+
+
+class CapturingCheckpointEngine(CheckpointEngine):
+    """DeepSpeed checkpoint engine that records ``(path, host copy)`` instead of writing.
+
+    Set as ``engine.checkpoint_engine`` for one ``save_checkpoint`` call only; loading is
+    never done through it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name = "EngineCapturingCheckpointEngine"
+        self.files: List[Tuple[str, Any]] = []
+
+    def create(self, info: CheckpointCommitInfo) -> None:
+        pass
+
+    def save(self, state_dict: Any, path: str) -> None:
+        self.files.append((path, snapshot(state_dict)))
+
+    def load(self, path: str, map_location: Any = None) -> Any:
+        raise RuntimeError("CapturingCheckpointEngine only saves")
+
+    def commit(self, info: CheckpointCommitInfo) -> bool:
+        return True
+
+
+class BackgroundWriter:
+    """One thread that writes and fsyncs the files of at most one save at a time.
+
+    ``submit`` returns at once; ``finished`` says (without blocking) whether the last
+    submitted save is on disk; ``wait`` blocks until it is and re-raises its error, if any.
+    The thread is not a daemon: a process that ends normally (or by an exception) waits for
+    the files it was writing. Completeness is not its business: a tag without its marker is
+    skipped by resume, whatever the writer did.
+    """
+
+    def __init__(self) -> None:
+        self._thread: Optional[threading.Thread] = None
+        self._error: Optional[BaseException] = None
+        self.last_seconds = 0.0
+        self.last_bytes = 0
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None
+
+    def submit(self, files: List[Tuple[str, Any]], folder: str) -> None:
+        """Write ``files`` (path, object) with ``torch.save``, then fsync everything under ``folder``.
+
+        Raises:
+            RuntimeError: when a save is still in flight (the caller waits first).
+        """
+        if self._thread is not None:
+            raise RuntimeError("BackgroundWriter: a save is still in flight; wait() first")
+        self._error = None
+        self._thread = threading.Thread(target=self._run, args=(files, folder), name="engine-ckpt-writer")
+        self._thread.start()
+
+    def finished(self) -> bool:
+        return self._thread is None or not self._thread.is_alive()
+
+    def wait(self) -> None:
+        """Block until the save in flight (if any) is written; re-raise its error."""
+        if self._thread is None:
+            return
+        self._thread.join()
+        self._thread = None
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def _run(self, files: List[Tuple[str, Any]], folder: str) -> None:
+        start = time.perf_counter()
+        delay = float(os.environ.get(FAULT_WRITE_DELAY_ENV) or 0)
+        try:
+            for path, obj in files:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                torch.save(obj, path)
+                if delay > 0:
+                    time.sleep(delay)
+            files.clear()  # drop the host copies as soon as they are written
+            layout.fsync_tree(folder)
+            self.last_bytes = sum(layout.build_manifest(folder).values())
+        except BaseException as exc:  # reported to the training thread by wait()
+            self._error = exc
+        self.last_seconds = time.perf_counter() - start
