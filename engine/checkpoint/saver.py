@@ -192,7 +192,7 @@ def start_async_save(trainer: Any, step: int, group: Any, writer: BackgroundWrit
     if writer.busy:
         raise RuntimeError("start_async_save: finish the save in flight first (finish_async_save)")
     pending = _begin(trainer, step, group, None, None)
-    capture = CapturingCheckpointEngine()
+    capture = CapturingCheckpointEngine(writer.buffers)
     for name, engine in trainer.model.engines.items():
         own = engine.checkpoint_engine
         engine.checkpoint_engine = capture
@@ -202,7 +202,7 @@ def start_async_save(trainer: Any, step: int, group: Any, writer: BackgroundWrit
         finally:
             engine.checkpoint_engine = own
     capture.files.append((layout.rank_state_file(pending.tag_dir, comm.get_rank()),
-                          snapshot(_rank_state(trainer, pending.trainer_state))))
+                          snapshot(_rank_state(trainer, pending.trainer_state), buffers=writer.buffers)))
     writer.submit(capture.files, pending.tag_dir)
     pending.blocked_s = time.perf_counter() - pending.started
     return pending
