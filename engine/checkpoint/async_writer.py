@@ -96,8 +96,12 @@ def snapshot(obj: Any, memo: Optional[Dict[Any, torch.Tensor]] = None, buffers: 
     if isinstance(obj, list):
         return [snapshot(v, memo, buffers) for v in obj]
     if isinstance(obj, tuple):
+        if not any(isinstance(v, (torch.Tensor, dict, list, tuple)) for v in obj):
+            return obj  # immutable and tensor-free (torch.Size, shapes, names): kept as it is, type and all
         items = [snapshot(v, memo, buffers) for v in obj]
-        return type(obj)(*items) if hasattr(obj, "_fields") else tuple(items)  # namedtuples take fields positionally
+        if hasattr(obj, "_fields"):
+            return type(obj)(*items)  # namedtuples take their fields positionally
+        return type(obj)(items) if type(obj) is not tuple else tuple(items)
     return obj
 
 

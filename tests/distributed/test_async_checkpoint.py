@@ -108,12 +108,14 @@ def test_async_tags_are_sync_tags(tmp_path):
 
 def test_snapshot_copies_and_keeps_ties():
     weight = torch.arange(6.0)
-    state = {"a": weight, "tied": weight, "view": weight[2:4], "n": 3, "pair": (weight, "x")}
+    state = {"a": weight, "tied": weight, "view": weight[2:4], "n": 3, "pair": (weight, "x"),
+             "shape": torch.Size([2, 3]), "shapes": [(4, torch.Size([5]))]}
     copy = snapshot(state)
     weight.add_(100)  # training goes on after the host copy
     assert torch.equal(copy["a"], torch.arange(6.0)) and torch.equal(copy["view"], torch.tensor([2.0, 3.0]))
     assert copy["tied"] is copy["a"] and copy["pair"][0] is copy["a"]  # one copy per distinct view
     assert copy["n"] == 3 and copy["pair"][1] == "x"
+    assert type(copy["shape"]) is torch.Size and type(copy["shapes"][0][1]) is torch.Size  # DeepSpeed's param_shapes
 
 
 def test_background_writer_writes_fsyncs_and_reports_errors(tmp_path, monkeypatch):
