@@ -11,6 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -46,6 +47,8 @@ def same(a, b, where=""):
         assert type(a) is type(b) and len(a) == len(b), where
         for i, (x, y) in enumerate(zip(a, b)):
             same(x, y, f"{where}/{i}")
+    elif isinstance(a, np.ndarray):  # numpy's RNG state in the per-rank files
+        assert isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b), where
     elif hasattr(a, "__dict__") and not isinstance(a, type):
         assert type(a) is type(b), where
         same(vars(a), vars(b), where)
