@@ -26,7 +26,7 @@ def resume_or_load(trainer: Any, resume: Union[bool, str]) -> None:
             (``--resume auto`` / ``trainer.resume = "auto"``: a missing checkpoint means the first
             start of a job that may be requeued, so it is only logged).
     """
-    if not resume and str(trainer.cfg.TRAINER.get("RESUME", "off")).lower() == "auto":
+    if not resume and str(getattr(trainer.cfg.TRAINER, "RESUME", "off")).lower() == "auto":
         resume = "auto"
     if resume:
         root = layout.checkpoint_root(trainer.cfg.OUTPUT_DIR)

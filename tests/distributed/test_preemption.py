@@ -150,3 +150,14 @@ def test_resume_flag_forms():
     assert (args.resume, args.opts) == ("auto", ["solver.max_iter", "3"])
     with pytest.raises(SystemExit):
         parse_args(["--config-file", "c.py", "--resume", "sometimes"])
+
+
+def test_config_key_resume_auto_starts_fresh_without_a_checkpoint(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from engine.checkpoint.resume import resume_or_load
+
+    cfg = SimpleNamespace(OUTPUT_DIR=str(tmp_path), TRAINER=SimpleNamespace(RESUME="auto", WEIGHTS=""))
+    with caplog.at_level("INFO", logger="engine"):
+        resume_or_load(SimpleNamespace(cfg=cfg), False)
+    assert f"--resume auto: no complete checkpoint in {tmp_path / 'checkpoints'}; starting fresh" in caplog.text
