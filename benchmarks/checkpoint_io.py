@@ -1,18 +1,19 @@
-"""Checkpoint save time against plain write+fsync of the same bytes; export peak RSS against the largest shard.
+"""Checkpoint save time against plain write+fsync of the same bytes; async blocking; export peak RSS.
 
 Why: a save should cost about what the disk costs; if it is far slower, time goes into
-serialisation or extra copies. An export (``tools/convert_ckpt.py``) must not need the whole
-model many times over in memory; its peak RSS is compared with the largest file it writes.
+serialisation or extra copies. An asynchronous save should block training for a small part
+of that. An export (``tools/convert_ckpt.py``) must not need the whole model in memory; its
+peak RSS above the import floor is compared with the largest file it writes.
 
-Run: ``python benchmarks/checkpoint_io.py [--params-m 64] [--shard 100MB]`` (CPU, ZeRO-2, one
-rank, AdamW with one step taken so the optimizer state is real). The save runs in a child
-process; each export runs in its own child, measured with ``os.wait4`` (that child's
-``ru_maxrss``), next to a child that only imports what the tool imports (the floor). The
-parent stays small on purpose: Linux carries the peak RSS of the process that forked into
-the child's ``ru_maxrss``, so a fat parent would hide the export's own peak.
-
-Measured on the 2-core CPU machine (62.9M parameters, 961 MiB tag): see the issue note; the
-script prints the numbers.
+Run: ``python benchmarks/checkpoint_io.py [--params-m 64] [--stages 1 2 3] [--shard 100MB]``
+(CPU, one rank, AdamW with one step taken so the optimizer state is real). For each ZeRO stage
+the saves run in a child process: two synchronous ``save_checkpoint`` (the faster counts),
+two asynchronous ones (``start_async_save``: what training waits for; then the background
+write and the marker), and two plain writes of the same file sizes. Each export runs in its
+own child, measured with ``os.wait4`` (that child's ``ru_maxrss``), next to a child that only
+imports what the tool imports (the floor). The parent stays small on purpose: Linux carries
+the peak RSS of the process that forked into the child's ``ru_maxrss``, so a fat parent would
+hide the export's own peak.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import sys
 import tempfile
 import time
 from types import SimpleNamespace
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -79,30 +80,36 @@ def plain_write(folder: str, sizes: List[int]) -> float:
 
 
 def measure_save(work: str, params_m: int, stage: int = 2) -> Dict[str, float]:
+    """Synchronous and asynchronous saves of one engine, against plain write+fsync of the same files."""
     from engine.checkpoint import layout
-    from engine.checkpoint.saver import save_checkpoint
+    from engine.checkpoint.async_writer import BackgroundWriter
+    from engine.checkpoint.saver import finish_async_save, save_checkpoint, start_async_save
 
     engine, count = build_engine(params_m, stage)
     trainer = SimpleNamespace(
-        cfg=SimpleNamespace(OUTPUT_DIR=work, SOLVER=SimpleNamespace(MAX_KEEP=5)),
+        cfg=SimpleNamespace(OUTPUT_DIR=work, SOLVER=SimpleNamespace(MAX_KEEP=5)),  # no rotation is timed
         model=SimpleNamespace(engines={"generator": engine}), ds_config={"zero_optimization": {"stage": stage}},
         state_dict=lambda: {"iteration": 1})
-    times, ds_only = [], []
-    for step in (1, 2):  # the first save also pays one-off costs; max_keep 5: no rotation is timed
+    times, blocked, async_total = [], [], []
+    for step in (1, 2):  # the first save also pays one-off costs
         start = time.perf_counter()
         tag_dir = save_checkpoint(trainer, step)
         times.append(time.perf_counter() - start)
-        start = time.perf_counter()  # DeepSpeed's own save, no fsync, no marker: where the time goes
-        engine.save_checkpoint(os.path.join(work, "ds_only"), tag=f"t{step}", save_latest=False)
-        ds_only.append(time.perf_counter() - start)
-    shutil.rmtree(os.path.join(work, "ds_only"))
     sizes = [size for _, size in files_of(tag_dir)]
+    writer = BackgroundWriter()
+    for step in (3, 4):
+        start = time.perf_counter()
+        pending = start_async_save(trainer, step, None, writer)
+        blocked.append(time.perf_counter() - start)
+        finish_async_save(trainer, pending, None, writer, block=True)
+        async_total.append(time.perf_counter() - start)
+    tag_dir = os.path.join(layout.checkpoint_root(work), layout.tag_name(4))
     plain = [plain_write(os.path.join(work, f"plain{i}"), sizes) for i in (1, 2)]
     for i in (1, 2):
         shutil.rmtree(os.path.join(work, f"plain{i}"))
     return {"params_m": count / 1e6, "bytes": sum(sizes), "files": len(sizes), "save_s": min(times),
-            "ds_only_s": min(ds_only), "plain_s": min(plain), "tag_dir": tag_dir,
-            "complete": layout.check_complete(tag_dir)[0]}
+            "plain_s": min(plain), "async_block_s": min(blocked), "async_total_s": min(async_total),
+            "tag_dir": tag_dir, "complete": layout.check_complete(tag_dir)[0]}
 
 
 def child_peak(cmd: List[str]) -> Tuple[float, float]:
@@ -135,42 +142,58 @@ def measure_exports(tag_dir: str, work: str, shard: str) -> List[Dict[str, float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params-m", type=int, default=64, help="model size in millions of parameters")
-    parser.add_argument("--stage", type=int, default=2, choices=(0, 1, 2, 3), help="ZeRO stage of the saved engine")
+    parser.add_argument("--stages", type=int, nargs="+", default=[1, 2, 3], choices=(0, 1, 2, 3),
+                        help="ZeRO stages to save and export, one engine each")
     parser.add_argument("--shard", default="100MB", help="--max-shard-size of the sharded exports")
     parser.add_argument("--workdir", help="where to write (default: a temp dir, removed after)")
-    parser.add_argument("--save-only", action="store_true", help=argparse.SUPPRESS)  # the child
+    parser.add_argument("--save-only", type=int, help=argparse.SUPPRESS)  # the child, with its stage
     args = parser.parse_args()
     work = args.workdir or tempfile.mkdtemp(prefix="ckpt_io_")
-    if args.save_only:
+    if args.save_only is not None:
         os.environ.update({"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"})
         from engine.schedule.launch import free_port
 
         os.environ.setdefault("MASTER_PORT", str(free_port()))
-        print("RESULT " + json.dumps(measure_save(work, args.params_m, args.stage)))
+        print("RESULT " + json.dumps(measure_save(work, args.params_m, args.save_only)))
         return
     try:
-        child = subprocess.run([sys.executable, __file__, "--save-only", "--workdir", work, "--params-m",
-                                str(args.params_m), "--stage", str(args.stage)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, timeout=1200)
-        found = [line for line in child.stdout.splitlines() if line.startswith("RESULT ")]
-        if child.returncode != 0 or not found:
-            raise SystemExit(f"save benchmark failed:\n{child.stdout[-3000:]}")
-        save = json.loads(found[0][len("RESULT "):])
-        print(f"model: {save['params_m']:.1f}M parameters, ZeRO-{args.stage}, 1 rank, AdamW state; tag: {save['files']} files, "
-              f"{save['bytes'] / MIB:.0f} MiB (complete: {save['complete']})")
-        print(f"save (engine save_checkpoint, incl. fsync + marker): {save['save_s']:.2f} s "
-              f"= {save['bytes'] / MIB / save['save_s']:.0f} MiB/s")
-        print(f"  of which DeepSpeed engine.save_checkpoint alone (no fsync): {save['ds_only_s']:.2f} s")
-        print(f"plain write + fsync of the same file sizes:           {save['plain_s']:.2f} s "
-              f"= {save['bytes'] / MIB / save['plain_s']:.0f} MiB/s  -> save/plain {save['save_s'] / save['plain_s']:.2f}x")
-        print("export (tools/convert_ckpt.py, own child process):")
-        print(f"  {'case':28s} {'peak RSS MiB':>12s} {'largest file MiB':>16s} {'files':>5s} {'s':>6s}")
-        for row in measure_exports(save["tag_dir"], work, args.shard):
-            print(f"  {row['case']:28s} {row['peak_mib']:12.0f} {row['largest_mib']:16.0f} {row['files']:5d} "
-                  f"{row['seconds']:6.1f}")
+        for stage in args.stages:
+            stage_work = os.path.join(work, f"zero{stage}")
+            os.makedirs(stage_work)
+            save = run_save_child(stage_work, args.params_m, stage)
+            report(save, stage, measure_exports(save["tag_dir"], stage_work, args.shard))
+            shutil.rmtree(stage_work)
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def run_save_child(work: str, params_m: int, stage: int) -> Dict[str, Any]:
+    child = subprocess.run([sys.executable, __file__, "--save-only", str(stage), "--workdir", work, "--params-m",
+                            str(params_m)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, timeout=3600)
+    found = [line for line in child.stdout.splitlines() if line.startswith("RESULT ")]
+    if child.returncode != 0 or not found:
+        raise SystemExit(f"save benchmark failed:\n{child.stdout[-3000:]}")
+    return json.loads(found[0][len("RESULT "):])
+
+
+def report(save: Dict[str, Any], stage: int, exports: List[Dict[str, float]]) -> None:
+    mib = save["bytes"] / MIB
+    print(f"== {save['params_m']:.1f}M parameters, ZeRO-{stage}, 1 rank, AdamW state; tag: {save['files']} files, "
+          f"{mib:.0f} MiB (complete: {save['complete']})")
+    print(f"sync save (incl. fsync + marker):        {save['save_s']:6.2f} s = {mib / save['save_s']:5.0f} MiB/s")
+    print(f"plain write + fsync of the same files:   {save['plain_s']:6.2f} s = {mib / save['plain_s']:5.0f} MiB/s"
+          f"  -> sync/plain {save['save_s'] / save['plain_s']:.2f}x (goal <= 1.5x)")
+    print(f"async save, training blocked:            {save['async_block_s']:6.2f} s  -> async blocked/sync "
+          f"{save['async_block_s'] / save['save_s']:.2f}x (goal <= 0.1x); complete after {save['async_total_s']:.2f} s")
+    floor = exports[0]["peak_mib"]
+    print(f"export (tools/convert_ckpt.py, own child process); floor (imports only) {floor:.0f} MiB:")
+    print(f"  {'case':26s} {'peak RSS MiB':>12s} {'largest file MiB':>16s} {'(peak-floor)/largest':>20s} {'files':>5s} {'s':>6s}")
+    for row in exports[1:]:
+        ratio = (row["peak_mib"] - floor) / row["largest_mib"]
+        print(f"  {row['case']:26s} {row['peak_mib']:12.0f} {row['largest_mib']:16.0f} {ratio:20.2f} "
+              f"{row['files']:5d} {row['seconds']:6.1f}")
 
 
 if __name__ == "__main__":

@@ -16,11 +16,16 @@ training. A save of the toy model takes milliseconds, so the harness sets
 which sleeps that long between the phases of a save: engine files written / every rank
 fsynced / marker written (before ``latest`` and rotation). Weights do not depend on it.
 
+``--async`` (``solver.checkpoint_async``): saves are written by the background writer
+(``engine.checkpoint.async_writer``) while training goes on; the harness then also sets
+``ENGINE_FAULT_WRITE_DELAY`` (the writer sleeps that long after each file), so the "save
+kills" land inside the background write, between files, while the training steps continue.
+
 Checked at every resume: the tag the run says it resumed from is the newest tag that was
 complete (marker present, manifest sizes match, every rank's state file there) when the
 job was killed, and never a tag the kill interrupted.
 
-    python benchmarks/fault_injection.py [--trials 20] [--steps 60] [--period 2] [--seed 0]
+    python benchmarks/fault_injection.py [--trials 20] [--steps 60] [--period 2] [--seed 0] [--async]
 
 Temporary output goes to a fresh temp folder (``--workdir`` to keep it). The runs use a copy of
 ``engine/``, ``ds_configs/`` and the toy project taken at the start, so that edits to the working
@@ -53,6 +58,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from engine.checkpoint import layout  # noqa: E402
+from engine.checkpoint.async_writer import FAULT_WRITE_DELAY_ENV  # noqa: E402
 from engine.checkpoint.saver import FAULT_SAVE_DELAY_ENV  # noqa: E402
 from engine.schedule.launch import free_port  # noqa: E402
 
@@ -73,6 +79,7 @@ class Settings:
     max_kills: int = 3
     save_kill_share: float = 0.5
     launch_timeout: float = 180.0
+    checkpoint_async: bool = False  # solver.checkpoint_async; the write delay then applies per file
     code: Path = REPO  # what the launches import; run_harness points it at a snapshot
 
 
@@ -101,11 +108,14 @@ def train_cmd(out: Path, s: Settings, resume: bool) -> List[str]:
     return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={WORLD}", f"--master_port={free_port()}",
             str(toy / "train.py"), "--config-file", str(toy / "cfg.py"), *(["--resume"] if resume else []),
             "--opts", "output_dir", str(out), "solver.max_iter", str(s.steps),
-            "solver.checkpoint_period", str(s.period), "solver.max_keep", str(s.max_keep)]
+            "solver.checkpoint_period", str(s.period), "solver.max_keep", str(s.max_keep),
+            "solver.checkpoint_async", str(s.checkpoint_async)]
 
 
 def start(out: Path, s: Settings, resume: bool, log: Path, delay: float) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(s.code), **{FAULT_SAVE_DELAY_ENV: str(delay)})
+    if s.checkpoint_async:
+        env[FAULT_WRITE_DELAY_ENV] = str(delay)
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT"):
         env.pop(key, None)
     with open(log, "w") as f:
@@ -365,9 +375,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--max-kills", type=int, default=Settings.max_kills)
     parser.add_argument("--save-delay", type=float, default=Settings.save_delay)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--async", dest="checkpoint_async", action="store_true",
+                        help="solver.checkpoint_async: kill during the background writes")
     parser.add_argument("--workdir", type=Path, default=None, help="keep outputs here (default: a temp folder)")
     args = parser.parse_args(argv)
-    s = Settings(steps=args.steps, period=args.period, max_kills=args.max_kills, save_delay=args.save_delay)
+    s = Settings(steps=args.steps, period=args.period, max_kills=args.max_kills, save_delay=args.save_delay,
+                 checkpoint_async=args.checkpoint_async)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fault_injection_"))
     start_t = time.monotonic()
     results = run_harness(args.trials, s, args.seed, workdir, echo=lambda line: print(line, flush=True))

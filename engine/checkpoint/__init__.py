@@ -1,7 +1,10 @@
 """Checkpoints: crash-safe save, exact resume, pretrained weights.
 
 Layout and completeness: see ``engine.checkpoint.layout``. Save: ``CheckpointHook`` /
-``save_checkpoint`` in ``engine.checkpoint.saver``. Resume: ``engine.checkpoint.resume``.
+``save_checkpoint`` in ``engine.checkpoint.saver``; asynchronous saves write through
+``engine.checkpoint.async_writer``; signals and trigger files that ask for a save (and a stop)
+are ``engine.checkpoint.preempt``. Resume: ``engine.checkpoint.resume``. ZeRO tags are read for
+export by ``engine.checkpoint.zero_stream``.
 Export: ``tools/convert_ckpt.py`` over ``engine.checkpoint.export`` (dtype, format, Hugging Face
 shards + index, tied parameters once, lazy ZeRO-3 reads). Inspect: ``tools/inspect_ckpt.py``.
 Every file is unpickled through ``engine.checkpoint.safe_load`` (``weights_only=True`` and an

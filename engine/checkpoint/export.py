@@ -1,13 +1,12 @@
 """Export one network of a checkpoint tag: one file, or Hugging Face style shards plus an index.
 
-Why lazily: a consolidated model can be larger than the host's free memory. ZeRO-3 tags are
-read with DeepSpeed's ``get_fp32_state_dict_from_zero_checkpoint(..., lazy_mode=True)``: the
-rank files are memory-mapped and each parameter is gathered from them only when its output
-shard is written. Shards are planned from shapes alone and written one at a time, so the
-process holds the mapped sources plus one output shard at most, never every shard and the
-full model at once. (ZeRO 1-2: DeepSpeed concatenates the ranks' flat fp32 partitions into
-one vector first, so there the full fp32 model is held once; ``benchmarks/checkpoint_io.py``
-measures both.)
+Why lazily: a consolidated model can be larger than the host's free memory. ZeRO 1-3 tags are
+read by ``engine.checkpoint.zero_stream``: each parameter is gathered from the memory-mapped
+rank partitions only when its output shard is written, and the rank files are unmapped after
+each shard. Shards are planned from shapes alone and written one at a time, so the process
+holds the pages of one output shard plus what is being written, never every shard or the
+full model at once (``benchmarks/checkpoint_io.py`` measures peak RSS against the largest
+output file for ZeRO 1, 2 and 3).
 
 safetensors files are written by a small streaming writer (header from shapes, then one
 tensor at a time), so for them the unit held is one tensor, not one shard; ``--format pt``
@@ -22,6 +21,7 @@ a single file and for ``*.index.json`` alike.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
@@ -29,7 +29,10 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 import torch
 
 from engine.checkpoint import layout, safe_load
+from engine.checkpoint.zero_stream import StreamError, zero_state
 from engine.utils.fileio import atomic_write, atomic_write_text
+
+logger = logging.getLogger("engine")
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 FORMATS = {"safetensors": ".safetensors", "pt": ".pt"}
@@ -103,6 +106,12 @@ def lazy_state(tag_dir: str, network: str) -> Dict[str, Any]:
     if int(info.get("zero_stage", 0)) == 0:
         model_file = os.path.join(tag_dir, network, "mp_rank_00_model_states.pt")
         return dict(safe_load.load(model_file, mmap=True)["module"])
+    stage = int(info["zero_stage"])
+    try:
+        return zero_state(os.path.join(tag_dir, network), stage)
+    except StreamError as exc:  # a layout the streaming reader does not know: DeepSpeed's own (more memory)
+        logger.warning(f"export: {exc}; falling back to DeepSpeed's zero_to_fp32, which holds the fp32 model "
+                       "in memory")
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
     with safe_load.deepspeed_loads(os.path.join(tag_dir, network)):  # lazy mode reads every rank file here
@@ -319,10 +328,13 @@ def write_export(state: Mapping[str, Any], out: str, *, fmt: str = "safetensors"
     meta = dict(metadata or {}, format="pt", dtype=dtype, tied=json.dumps(tied))
     weight_map: Dict[str, str] = {}
     total = 0
+    release = getattr(state, "release", None)  # lazy ZeRO sources: unmap what this shard read
     for names, path in zip(shards, files):
         _write_file({name: unique[name] for name in names}, path, fmt, meta, target)
         total += sum(_nbytes(unique[name], target) for name in names)
         weight_map.update({name: os.path.basename(path) for name in names})
+        if release is not None:
+            release()
     if index is None:
         return files
     body = {"metadata": dict(meta, total_size=total, tied=tied), "weight_map": weight_map}

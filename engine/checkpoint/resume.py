@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from engine import comm
 from engine.checkpoint import layout, safe_load
@@ -15,15 +15,29 @@ from engine.errors import EngineError
 logger = logging.getLogger("engine")
 
 
-def resume_or_load(trainer: Any, resume: bool) -> None:
-    """``--resume`` → the newest complete checkpoint (if any); else ``trainer.weights`` when set."""
+def resume_or_load(trainer: Any, resume: Union[bool, str]) -> None:
+    """``--resume`` → the newest complete checkpoint (if any); else ``trainer.weights`` when set.
+
+    Args:
+        trainer: the built trainer.
+        resume: False, True (``--resume``: a missing checkpoint is warned about) or ``"auto"``
+            (``--resume auto`` / ``trainer.resume = "auto"``: a missing checkpoint means the first
+            start of a job that may be requeued, so it is only logged).
+    """
+    if not resume and str(getattr(trainer.cfg.TRAINER, "RESUME", "off")).lower() == "auto":
+        resume = "auto"
     if resume:
         root = layout.checkpoint_root(trainer.cfg.OUTPUT_DIR)
         tag = choose_tag(root)
         if tag is not None:
+            if resume == "auto":
+                logger.info(f"--resume auto: found the complete checkpoint {os.path.join(root, tag)}; resuming")
             load_checkpoint(trainer, os.path.join(root, tag))
             return
-        logger.warning(f"--resume: no complete checkpoint in {root}; starting from scratch")
+        if resume == "auto":
+            logger.info(f"--resume auto: no complete checkpoint in {root}; starting fresh")
+        else:
+            logger.warning(f"--resume: no complete checkpoint in {root}; starting from scratch")
     weights = trainer.cfg.TRAINER.WEIGHTS
     if weights:
         load_weights(trainer.model.g_model, weights, strict=trainer.cfg.TRAINER.WEIGHTS_STRICT)

@@ -6,6 +6,12 @@ import argparse
 from typing import List, Optional
 
 
+def _resume_mode(text: str) -> str:
+    if text.lower() != "auto":
+        raise argparse.ArgumentTypeError(f"expected 'auto' or nothing, got {text!r}")
+    return "auto"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Train with engine. Launch with python, torchrun or deepspeed.",
@@ -17,7 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-machines", type=int, default=1, help="machines (plain python multi-machine runs)")
     parser.add_argument("--machine-rank", type=int, default=0, help="this machine's index (plain python)")
     parser.add_argument("--dist-url", default="auto", help="tcp://HOST:PORT of machine 0, or 'auto' (plain python)")
-    parser.add_argument("--resume", action="store_true", help="resume from the newest complete checkpoint in output_dir")
+    parser.add_argument("--resume", nargs="?", const=True, default=False, choices=(True, "auto"), type=_resume_mode,
+                        metavar="auto", help="resume from the newest complete checkpoint in output_dir; "
+                                             "'--resume auto': the same, and a quiet fresh start when there is none "
+                                             "(one command line for the first start and every requeue)")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="unpickle checkpoint files (--resume, trainer.weights) with weights_only=False; "
                              "only for files you trust (default: engine's safe loader refuses unknown types)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from engine.checkpoint.preempt import signal_numbers
 from engine.config.checks import discriminator_plan
 from engine.errors import ConfigError
 from engine.schedule.ds_constructors import check_deepspeed_optimizer, check_deepspeed_scheduler
@@ -73,6 +74,7 @@ def preflight(cfg: Any, *, world_size: int = 1, device: str = "cpu") -> None:
         if transformer is not None and not isinstance(transformer, (list, tuple)):
             raise ConfigError(f"{where}.transformer: expected a list of transform dicts, got {transformer!r}")
         build_transforms(transformer or [], where=f"{where}.transformer", dataset=_NoSamples())
+    signal_numbers(cfg.SOLVER.SAVE_ON_SIGNAL)
     _check_losses(cfg)
     _check_engines(cfg, world_size, device)
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 from typing import Any, List, Mapping, Sequence, Union
 
 from engine import comm
+from engine.checkpoint.async_writer import BackgroundWriter
+from engine.checkpoint.preempt import StopRequests, signal_numbers
 from engine.checkpoint.saver import CheckpointHook
 from engine.log.progress import ProgressHook, use_progress_bar
 from engine.log.tensorboard import TensorboardHook
@@ -62,5 +64,7 @@ def default_hooks(trainer: Any) -> List[HookBase]:
     progress = ProgressHook if use_progress_bar(options.PROGRESS) else LoggerHook
     hooks.append(progress(options.LOG_PERIOD))
     hooks.extend(build_config_hooks(options.HOOKS))
-    hooks.append(CheckpointHook(solver.CHECKPOINT_PERIOD, solver.STOP_AT_ITER))
+    requests = StopRequests(cfg.OUTPUT_DIR, signal_numbers(solver.SAVE_ON_SIGNAL), timeout_s=options.DIST_TIMEOUT)
+    writer = BackgroundWriter() if solver.CHECKPOINT_ASYNC else None
+    hooks.append(CheckpointHook(solver.CHECKPOINT_PERIOD, solver.STOP_AT_ITER, requests, writer))
     return hooks

@@ -213,7 +213,10 @@ class BaseTrainer(SeedTrainerSurface):
             return
         from engine.checkpoint.saver import save_checkpoint
 
-        tag_dir = save_checkpoint(self, step, getattr(self.checkpoint_hook, "_group", None))
+        hook = self.checkpoint_hook
+        if hook is not None:
+            hook.wait()  # an asynchronous save in flight completes first (rotation must not race it)
+        tag_dir = save_checkpoint(self, step, getattr(hook, "_group", None))
         raise EngineError(
             f"solver.nan_policy = 'stop': the loss or gradients became non-finite at step {step}. The update was "
             f"not applied; the last good weights are saved in {tag_dir} (--resume continues after this batch). "

@@ -26,7 +26,7 @@ def convert(*args):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("stage", [2, 3])
+@pytest.mark.parametrize("stage", [1, 2, 3])
 def test_export_equals_live_and_loads_back(tmp_path, stage):
     out = tmp_path / "run"
     result = train(out, stage)

@@ -81,10 +81,11 @@ def test_hook_registry_errors_name_the_config_path():
 
 
 def _cfg(**trainer_keys):
-    trainer = dict(LOG_PERIOD=5, TENSORBOARD=True, PROGRESS="log", HOOKS=[])
+    trainer = dict(LOG_PERIOD=5, TENSORBOARD=True, PROGRESS="log", HOOKS=[], DIST_TIMEOUT=60.0)
     trainer.update(trainer_keys)
-    solver = SimpleNamespace(EVAL_PERIOD=0, BEST_METRIC="", BEST_MODE="max", CHECKPOINT_PERIOD=0, STOP_AT_ITER=0)
-    return SimpleNamespace(TRAINER=SimpleNamespace(**trainer), SOLVER=solver)
+    solver = SimpleNamespace(EVAL_PERIOD=0, BEST_METRIC="", BEST_MODE="max", CHECKPOINT_PERIOD=0, STOP_AT_ITER=0,
+                             SAVE_ON_SIGNAL=["SIGTERM"], CHECKPOINT_ASYNC=False)
+    return SimpleNamespace(TRAINER=SimpleNamespace(**trainer), SOLVER=solver, OUTPUT_DIR="out")
 
 
 def test_default_hook_order_with_user_hooks_before_the_checkpoint():
