@@ -100,6 +100,7 @@ def snapshot_code(workdir: Path) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for rel in ("engine", "ds_configs", "tests/assets/toy"):
         shutil.copytree(REPO / rel, code / rel, ignore=ignore)
+    shutil.copy2(REPO / "tests" / "assets" / "ds_report.py", code / "tests" / "assets")  # the toy project imports it
     return code
 
 
