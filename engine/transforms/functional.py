@@ -35,6 +35,7 @@ Number = Union[int, float]
 __all__ = [
     "to_tensor", "normalize", "denormalize", "apply_curve", "apply_affine_color", "gray", "adjust_brightness",
     "adjust_contrast", "adjust_brightness_contrast", "adjust_gamma", "tone_curve", "adjust_saturation", "adjust_hue",
+    "brightness_table", "contrast_table", "gamma_table",
     "to_gray", "gaussian_blur", "sharpen", "clahe", "compress",
     # geometric kernels, from engine.transforms.geometry
     "affine_matrix", "box_filter", "boxes_inside", "clip_boxes", "flip_boxes", "flip_image", "flip_points",
@@ -146,18 +147,37 @@ def gray(img: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
 
 
+def brightness_table(factor: float) -> np.ndarray:
+    """The ``uint8`` table of :func:`adjust_brightness`."""
+    return linear_table(factor)
+
+
 def adjust_brightness(img: np.ndarray, factor: float, inplace: bool = False) -> np.ndarray:
     """Multiply every value by ``factor`` (0 gives black, 1 the image itself)."""
+    if img.dtype == np.uint8:
+        return apply_table(img, brightness_table(factor), inplace)
     return _scaled(img, factor, 0.0, inplace)
 
 
-def adjust_contrast(img: np.ndarray, factor: float, inplace: bool = False) -> np.ndarray:
-    """Scale the distance of every value from the image's mean gray level by ``factor``."""
+def _contrast_offset(img: np.ndarray, factor: float) -> float:
+    """``(1 - factor) * mean gray level``: the offset that keeps the mean where it is."""
     means = _channel_means(img)
     if means.size not in (1, 3):
         raise ValueError(f"expected a 1- or 3-channel image, got {means.size} channels")
     mean = float(means @ _LUMA) if means.size == 3 else float(means[0])
-    return _scaled(img, factor, (1.0 - factor) * mean, inplace)
+    return (1.0 - factor) * mean
+
+
+def contrast_table(img: np.ndarray, factor: float) -> np.ndarray:
+    """The ``uint8`` table of :func:`adjust_contrast` on ``img`` (it depends on the image's mean)."""
+    return linear_table(factor, _contrast_offset(img, factor))
+
+
+def adjust_contrast(img: np.ndarray, factor: float, inplace: bool = False) -> np.ndarray:
+    """Scale the distance of every value from the image's mean gray level by ``factor``."""
+    if img.dtype == np.uint8:
+        return apply_table(img, contrast_table(img, factor), inplace)
+    return _scaled(img, factor, _contrast_offset(img, factor), inplace)
 
 
 def adjust_brightness_contrast(img: np.ndarray, alpha: float, beta: float, beta_by_max: bool = True) -> np.ndarray:
@@ -167,11 +187,16 @@ def adjust_brightness_contrast(img: np.ndarray, alpha: float, beta: float, beta_
     return _scaled(img, alpha, offset)
 
 
+def gamma_table(gamma: float) -> np.ndarray:
+    """The ``uint8`` table of :func:`adjust_gamma`."""
+    return curve_table(lambda v: 255.0 * np.power(v / 255.0, gamma))
+
+
 def adjust_gamma(img: np.ndarray, gamma: float, inplace: bool = False) -> np.ndarray:
     """``max * (v / max) ** gamma``: gamma < 1 brightens dark tones, > 1 darkens them."""
     top = _max_value(img)
     if img.dtype == np.uint8:
-        return apply_table(img, curve_table(lambda v: top * np.power(v / top, gamma)), inplace)
+        return apply_table(img, gamma_table(gamma), inplace)
     # cv2.pow is one vectorized pass, about 3x faster than np.power on float32.
     return _clip_inplace(_keep_axis(img, cv2.pow(img, float(gamma), dst=img if inplace else None)), top)
 

@@ -130,3 +130,23 @@ def test_augmented_stream_resumes_bit_exactly_and_leaves_the_source_alone():
     assert all(np.array_equal(a, b) for a, b in zip(straight[5:], resumed))
     assert len({a.tobytes() for a in straight}) > 6  # the draws differ between samples
     np.testing.assert_array_equal(IMG, before)
+
+
+def test_jitter_composes_consecutive_tables_into_one_pass(monkeypatch):
+    # brightness, contrast and gamma only: every order is one run of table ops, and contrast
+    # (whose table reads its input's mean) forces the ops before it out first
+    jitter = T.RandomColorJitter(brightness_p=1, contrast_p=1, saturation_p=0, hue_p=0, blur_p=0, gamma_p=1,
+                                 clahe_p=0)
+    passes = []
+    real = lut.apply_table
+    monkeypatch.setattr(T.pixel, "apply_table", lambda *a, **k: passes.append(1) or real(*a, **k))
+    for seed in range(8):
+        np.random.seed(seed)
+        params = jitter.get_params({})
+        names = [type(op).__name__ for op, _ in params["ops"]]
+        ref = IMG
+        for op, p in params["ops"]:
+            ref = op.apply(ref, **p)
+        passes.clear()
+        np.testing.assert_array_equal(jitter.apply(IMG, **params), ref)
+        assert len(passes) == (1 if names[0] == "RandomContrast" else 2), names
