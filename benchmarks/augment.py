@@ -305,8 +305,9 @@ def main() -> None:
             if column == "512 uint8":
                 rates[case.name] = ours, theirs
         print(f"  done {column}", flush=True)
-    print()
-    print(table(rows, columns))
+    if rows:
+        print()
+        print(table(rows, columns))
     if rates:
         print("\n512 x 512 uint8, images/s (median)")
         for name, (ours, theirs) in rates.items():

@@ -28,7 +28,7 @@ from engine.transforms.geometry import (  # re-exported: see __all__
     affine_matrix, box_filter, boxes_inside, clip_boxes, flip_boxes, flip_image, flip_points,
     pad_image, resize_image, transform_boxes, transform_points, warp_image,
 )
-from engine.transforms.lut import apply_table, curve_table, linear_table
+from engine.transforms.lut import UNIT_VALUES, apply_table, curve_table, linear_table, to_table
 
 Number = Union[int, float]
 
@@ -189,7 +189,9 @@ def adjust_brightness_contrast(img: np.ndarray, alpha: float, beta: float, beta_
 
 def gamma_table(gamma: float) -> np.ndarray:
     """The ``uint8`` table of :func:`adjust_gamma`."""
-    return curve_table(lambda v: 255.0 * np.power(v / 255.0, gamma))
+    values = np.power(UNIT_VALUES, gamma)
+    values *= 255.0
+    return to_table(values)
 
 
 def adjust_gamma(img: np.ndarray, gamma: float, inplace: bool = False) -> np.ndarray:

@@ -150,3 +150,15 @@ def test_jitter_composes_consecutive_tables_into_one_pass(monkeypatch):
         passes.clear()
         np.testing.assert_array_equal(jitter.apply(IMG, **params), ref)
         assert len(passes) == (1 if names[0] == "RandomContrast" else 2), names
+
+
+def test_tables_equal_the_plain_rounded_clipped_curves():
+    v = np.arange(256, dtype=np.float64)
+    rng = np.random.RandomState(1)
+    for factor, offset, gamma in zip(rng.uniform(0, 3, 200), rng.uniform(-300, 300, 200), rng.uniform(1e-3, 5, 200)):
+        np.testing.assert_array_equal(lut.linear_table(factor, offset),
+                                      np.clip(np.rint(v * factor + offset), 0, 255).astype(np.uint8))
+        np.testing.assert_array_equal(F.gamma_table(gamma),
+                                      np.clip(np.rint(255 * np.power(v / 255, gamma)), 0, 255).astype(np.uint8))
+    np.testing.assert_array_equal(lut.curve_table(lambda x: x), v.astype(np.uint8))  # identity: input values kept
+    np.testing.assert_array_equal(lut.curve_table(lambda x: x), v.astype(np.uint8))
