@@ -191,7 +191,10 @@ def gamma_table(gamma: float) -> np.ndarray:
     """The ``uint8`` table of :func:`adjust_gamma`."""
     values = np.power(UNIT_VALUES, gamma)
     values *= 255.0
-    return to_table(values)
+    if gamma < 0:  # 0 ** gamma is inf: round and clip
+        return to_table(values)
+    # (v / 255) ** gamma stays in [0, 1] for gamma >= 0, so rounding is enough: no clip
+    return np.rint(values, out=values).astype(np.uint8)
 
 
 def adjust_gamma(img: np.ndarray, gamma: float, inplace: bool = False) -> np.ndarray:

@@ -160,5 +160,9 @@ def test_tables_equal_the_plain_rounded_clipped_curves():
                                       np.clip(np.rint(v * factor + offset), 0, 255).astype(np.uint8))
         np.testing.assert_array_equal(F.gamma_table(gamma),
                                       np.clip(np.rint(255 * np.power(v / 255, gamma)), 0, 255).astype(np.uint8))
+    with np.errstate(divide="ignore"):
+        for gamma in (0.0, -0.5):  # outside what RandomGamma draws, still the clipped curve
+            np.testing.assert_array_equal(F.gamma_table(gamma),
+                                          np.clip(np.rint(255 * np.power(v / 255, gamma)), 0, 255).astype(np.uint8))
     np.testing.assert_array_equal(lut.curve_table(lambda x: x), v.astype(np.uint8))  # identity: input values kept
     np.testing.assert_array_equal(lut.curve_table(lambda x: x), v.astype(np.uint8))
