@@ -102,6 +102,10 @@ def _clip_inplace(out: np.ndarray, top: float) -> np.ndarray:
 
 
 _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, the weights of cv2.COLOR_RGB2GRAY
+# saturation's 3 x 4 color matrix is factor * _EYE34 + (1 - factor) * _GRAY34 (last column: no offset);
+# built from these once, it costs two small array ops per sample instead of a dozen
+_EYE34 = np.eye(3, 4)
+_GRAY34 = np.concatenate([np.tile(_LUMA, (3, 1)), np.zeros((3, 1))], axis=1)
 
 
 def apply_affine_color(img: np.ndarray, matrix: np.ndarray, offset: Union[float, np.ndarray] = 0.0,
@@ -119,7 +123,12 @@ def apply_affine_color(img: np.ndarray, matrix: np.ndarray, offset: Union[float,
         out = img.reshape(-1, channels).astype(np.float32) @ m[:, :-1].T.astype(np.float32) + m[:, -1]
         out = np.clip(out, 0, top).reshape(img.shape)
         return np.rint(out).astype(np.uint8) if img.dtype == np.uint8 else out.astype(np.float32)
-    src = img.reshape(*img.shape[:2], channels)
+    return _color_pass(img, m, top, inplace)
+
+
+def _color_pass(img: np.ndarray, m: np.ndarray, top: float, inplace: bool) -> np.ndarray:
+    """One ``cv2.transform`` with the ``C x (C + 1)`` float64 matrix ``m``; float results clipped to [0, top]."""
+    src = img.reshape(*img.shape[:2], m.shape[0])
     out = cv2.transform(src, m, dst=src if inplace else None).reshape(img.shape)
     return out if img.dtype == np.uint8 else _clip_inplace(out, top)
 
@@ -228,7 +237,9 @@ def adjust_saturation(img: np.ndarray, factor: float, inplace: bool = False) -> 
     if _channels(img) == 1:
         return img
     _check_rgb(img)
-    return apply_affine_color(img, factor * np.eye(3) + (1.0 - factor) * np.tile(_LUMA, (3, 1)), inplace=inplace)
+    m = _GRAY34 * (1.0 - factor)
+    m += _EYE34 * factor
+    return _color_pass(img, m, _max_value(img), inplace)
 
 
 def adjust_hue(img: np.ndarray, shift: float, inplace: bool = False) -> np.ndarray:
@@ -261,12 +272,15 @@ def gaussian_blur(img: np.ndarray, ksize: int, sigma: float = 0.0, inplace: bool
                                             dst=img if inplace else None))
 
 
+_SHARPEN_TAPS = np.array([[-1, -1, -1], [-1, 0, -1], [-1, -1, -1]], dtype=np.float32)
+
+
 def sharpen(img: np.ndarray, alpha: float, lightness: float) -> np.ndarray:
     """Blend the image with a Laplacian-sharpened copy (``alpha`` 0: none, 1: fully sharpened)."""
-    effect = np.array([[-1, -1, -1], [-1, 8 + lightness, -1], [-1, -1, -1]], dtype=np.float32)
-    identity = np.zeros((3, 3), dtype=np.float32)
-    identity[1, 1] = 1
-    kernel = (1 - alpha) * identity + alpha * effect
+    # (1 - alpha) * identity + alpha * laplacian, in float32, written out: the off-center taps
+    # are -alpha, the center (1 - alpha) + alpha * (8 + lightness)
+    kernel = _SHARPEN_TAPS * np.float32(alpha)
+    kernel[1, 1] = np.float32(1 - alpha) + np.float32(alpha) * np.float32(8 + lightness)
     out = _keep_axis(img, cv2.filter2D(img, -1, kernel))
     return out if img.dtype == np.uint8 else _clip_inplace(out, 1.0)
 

@@ -166,3 +166,19 @@ def test_tables_equal_the_plain_rounded_clipped_curves():
                                           np.clip(np.rint(255 * np.power(v / 255, gamma)), 0, 255).astype(np.uint8))
     np.testing.assert_array_equal(lut.curve_table(lambda x: x), v.astype(np.uint8))  # identity: input values kept
     np.testing.assert_array_equal(lut.curve_table(lambda x: x), v.astype(np.uint8))
+
+
+@pytest.mark.parametrize("img", [IMG, IMG_F], ids=["uint8", "float32"])
+def test_saturation_and_sharpen_equal_their_plain_matrices(img):
+    luma = np.array([0.299, 0.587, 0.114])
+    rng = np.random.RandomState(2)
+    for factor, alpha, lightness in rng.uniform(0, 2, (20, 3)).tolist():  # Python floats, as the transforms draw
+        alpha = min(alpha, 1.0)
+        plain = F.apply_affine_color(img, factor * np.eye(3) + (1 - factor) * np.tile(luma, (3, 1)))
+        np.testing.assert_array_equal(F.adjust_saturation(img, factor), plain)
+        laplacian = np.array([[-1, -1, -1], [-1, 8 + lightness, -1], [-1, -1, -1]], np.float32)
+        identity = np.zeros((3, 3), np.float32)
+        identity[1, 1] = 1
+        sharp = cv2.filter2D(img, -1, (1 - alpha) * identity + alpha * laplacian)
+        np.testing.assert_array_equal(F.sharpen(img, alpha, lightness), sharp if img.dtype == np.uint8 else
+                                      np.clip(sharp, 0, 1))
