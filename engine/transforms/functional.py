@@ -137,7 +137,12 @@ def _scaled(img: np.ndarray, factor: float, offset: float = 0.0, inplace: bool =
     """``img * factor + offset`` on every channel: a lookup table on uint8 (one byte pass), else one cv2 pass."""
     if img.dtype == np.uint8:
         return apply_table(img, linear_table(factor, offset), inplace)
-    return apply_affine_color(img, factor * np.eye(_channels(img)), offset, inplace)
+    channels = _channels(img)
+    if channels > 4:
+        return apply_affine_color(img, factor * np.eye(channels), offset, inplace)
+    m = np.eye(channels, channels + 1) * factor  # the same matrix apply_affine_color builds, in two small ops
+    m[:, -1] = offset
+    return _color_pass(img, m, _max_value(img), inplace)
 
 
 def _channel_means(img: np.ndarray) -> np.ndarray:

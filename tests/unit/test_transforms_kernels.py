@@ -169,13 +169,16 @@ def test_tables_equal_the_plain_rounded_clipped_curves():
 
 
 @pytest.mark.parametrize("img", [IMG, IMG_F], ids=["uint8", "float32"])
-def test_saturation_and_sharpen_equal_their_plain_matrices(img):
+def test_brightness_saturation_and_sharpen_equal_their_plain_matrices(img):
     luma = np.array([0.299, 0.587, 0.114])
     rng = np.random.RandomState(2)
     for factor, alpha, lightness in rng.uniform(0, 2, (20, 3)).tolist():  # Python floats, as the transforms draw
         alpha = min(alpha, 1.0)
         plain = F.apply_affine_color(img, factor * np.eye(3) + (1 - factor) * np.tile(luma, (3, 1)))
         np.testing.assert_array_equal(F.adjust_saturation(img, factor), plain)
+        np.testing.assert_array_equal(F.adjust_brightness(img, factor),
+                                      F.apply_affine_color(img, factor * np.eye(3)) if img.dtype != np.uint8 else
+                                      np.clip(np.rint(img * factor), 0, 255).astype(np.uint8))
         laplacian = np.array([[-1, -1, -1], [-1, 8 + lightness, -1], [-1, -1, -1]], np.float32)
         identity = np.zeros((3, 3), np.float32)
         identity[1, 1] = 1
