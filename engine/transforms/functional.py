@@ -255,7 +255,12 @@ def adjust_hue(img: np.ndarray, shift: float, inplace: bool = False) -> np.ndarr
     if img.dtype == np.uint8:
         # The _FULL variant spreads hue over 0..255, so uint8 wrap-around is the turn itself.
         hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV_FULL)
-        hsv[..., 0] += np.uint8(int(round(shift * 256)) % 256)
+        # Adding (turn, 0, 0) to every pixel of each contiguous row is one SIMD pass; the
+        # same add on the strided hue plane hsv[..., 0] is about 3x slower. uint8 wraps.
+        row = np.zeros(hsv.shape[1] * 3, np.uint8)
+        row[0::3] = int(round(shift * 256)) % 256
+        rows = hsv.reshape(hsv.shape[0], -1)
+        np.add(rows, row, out=rows)
         return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB_FULL, dst=img if inplace else None)
     hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
     hsv[..., 0] = np.mod(hsv[..., 0] + shift * 360.0, 360.0)

@@ -185,3 +185,12 @@ def test_brightness_saturation_and_sharpen_equal_their_plain_matrices(img):
         sharp = cv2.filter2D(img, -1, (1 - alpha) * identity + alpha * laplacian)
         np.testing.assert_array_equal(F.sharpen(img, alpha, lightness), sharp if img.dtype == np.uint8 else
                                       np.clip(sharp, 0, 1))
+
+
+@pytest.mark.parametrize("shift", [0.03, -0.2, 0.5, 0.499])
+def test_hue_shift_equals_the_wrapping_add_on_the_hue_plane(shift):
+    hsv = cv2.cvtColor(IMG, cv2.COLOR_RGB2HSV_FULL)
+    hsv[..., 0] += np.uint8(int(round(shift * 256)) % 256)
+    before = IMG.copy()
+    np.testing.assert_array_equal(F.adjust_hue(IMG, shift), cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB_FULL))
+    np.testing.assert_array_equal(IMG, before)
