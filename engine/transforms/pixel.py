@@ -92,11 +92,11 @@ class RandomBrightness(_TableTransform):
 
     kernel = staticmethod(F.adjust_brightness)
 
-    def table(self, img: np.ndarray, factor: float) -> np.ndarray:
-        return F.brightness_table(factor)
-
     def __init__(self, brightness_limit: Limit = 0.2, p: float = 0.5) -> None:
         super().__init__("brightness_limit", brightness_limit, p, bounds=(0, np.inf))
+
+    def table(self, img: np.ndarray, factor: float) -> np.ndarray:
+        return F.brightness_table(factor)
 
 
 @BUILD_TRANSFORMER_REGISTRY.register()
@@ -106,11 +106,11 @@ class RandomContrast(_TableTransform):
     kernel = staticmethod(F.adjust_contrast)
     reads_pixels = True
 
-    def table(self, img: np.ndarray, factor: float) -> np.ndarray:
-        return F.contrast_table(img, factor)
-
     def __init__(self, contrast_limit: Limit = 0.2, p: float = 0.5) -> None:
         super().__init__("contrast_limit", contrast_limit, p, bounds=(0, np.inf))
+
+    def table(self, img: np.ndarray, factor: float) -> np.ndarray:
+        return F.contrast_table(img, factor)
 
 
 @BUILD_TRANSFORMER_REGISTRY.register()
@@ -139,11 +139,11 @@ class RandomGamma(_TableTransform):
 
     kernel = staticmethod(F.adjust_gamma)
 
-    def table(self, img: np.ndarray, factor: float) -> np.ndarray:
-        return F.gamma_table(factor)
-
     def __init__(self, gamma_limit: Limit = (0.8, 1.2), p: float = 0.5) -> None:
         super().__init__("gamma_limit", gamma_limit, p, bounds=(1e-6, np.inf))
+
+    def table(self, img: np.ndarray, factor: float) -> np.ndarray:
+        return F.gamma_table(factor)
 
 
 @BUILD_TRANSFORMER_REGISTRY.register()
@@ -360,26 +360,23 @@ class RandomColorJitter(BasicColorTransform):
         owned = False
         pending = None  # composed table of the table ops not applied yet
 
-        def run(apply: Callable[[np.ndarray, bool], np.ndarray]) -> None:
+        def step(out: np.ndarray) -> None:
             nonlocal img, owned
-            out = apply(img, owned)
             owned = owned or out is not img
             img = out
 
         for op, params in ops:
-            if isinstance(op, _TableTransform) and img.dtype == np.uint8:
-                if pending is not None and op.reads_pixels:
-                    run(lambda a, inplace: apply_table(a, pending, inplace))
-                    pending = None
+            is_table = isinstance(op, _TableTransform) and img.dtype == np.uint8
+            if pending is not None and (not is_table or op.reads_pixels):
+                step(apply_table(img, pending, inplace=owned))
+                pending = None
+            if is_table:
                 table = op.table(img, **params)
                 pending = table if pending is None else compose(pending, table)
-                continue
-            if pending is not None:
-                run(lambda a, inplace: apply_table(a, pending, inplace))
-                pending = None
-            run(lambda a, inplace: op.apply(a, **params, inplace=inplace))
+            else:
+                step(op.apply(img, **params, inplace=owned))
         if pending is not None:
-            run(lambda a, inplace: apply_table(a, pending, inplace))
+            step(apply_table(img, pending, inplace=owned))
         return img
 
     def __repr__(self) -> str:
