@@ -22,6 +22,29 @@ Curve = Callable[[np.ndarray], np.ndarray]
 
 #: the 256 input values, as float64 so a curve is evaluated at full precision before rounding
 _VALUES = np.arange(256, dtype=np.float64)
+_VALUES.setflags(write=False)
+#: the same values scaled to 0..1 (gamma-like curves), computed once
+UNIT_VALUES = _VALUES / 255.0
+UNIT_VALUES.setflags(write=False)
+
+
+def to_table(values: np.ndarray) -> np.ndarray:
+    """A fresh float64 array of 256 curve values, rounded to nearest and clipped into a uint8 table.
+
+    Rounds and clips in place with plain ufuncs: a table is rebuilt for every sample, and
+    on 256 values ``np.clip``'s dispatch costs more than the arithmetic, which matters
+    next to a ~15 us pass over a 256 x 256 image. ``values`` is overwritten.
+
+    Args:
+        values: ``(256,)`` float64 array the caller owns.
+
+    Returns:
+        A contiguous ``(256,)`` uint8 array.
+    """
+    np.rint(values, out=values)
+    np.maximum(values, 0.0, out=values)
+    np.minimum(values, 255.0, out=values)
+    return values.astype(np.uint8)
 
 
 def curve_table(curve: Curve) -> np.ndarray:
@@ -33,7 +56,8 @@ def curve_table(curve: Curve) -> np.ndarray:
     Returns:
         A contiguous ``(256,)`` uint8 array.
     """
-    return np.clip(np.rint(curve(_VALUES)), 0, 255).astype(np.uint8)
+    values = np.asarray(curve(_VALUES), dtype=np.float64)
+    return to_table(values.copy() if np.may_share_memory(values, _VALUES) else values)
 
 
 def linear_table(factor: float, offset: float = 0.0) -> np.ndarray:
@@ -46,7 +70,9 @@ def linear_table(factor: float, offset: float = 0.0) -> np.ndarray:
     Returns:
         A contiguous ``(256,)`` uint8 array.
     """
-    return curve_table(lambda v: v * factor + offset)
+    values = _VALUES * factor
+    values += offset
+    return to_table(values)
 
 
 def compose(inner: np.ndarray, outer: np.ndarray) -> np.ndarray:

@@ -130,3 +130,67 @@ def test_augmented_stream_resumes_bit_exactly_and_leaves_the_source_alone():
     assert all(np.array_equal(a, b) for a, b in zip(straight[5:], resumed))
     assert len({a.tobytes() for a in straight}) > 6  # the draws differ between samples
     np.testing.assert_array_equal(IMG, before)
+
+
+def test_jitter_composes_consecutive_tables_into_one_pass(monkeypatch):
+    # brightness, contrast and gamma only: every order is one run of table ops, and contrast
+    # (whose table reads its input's mean) forces the ops before it out first
+    jitter = T.RandomColorJitter(brightness_p=1, contrast_p=1, saturation_p=0, hue_p=0, blur_p=0, gamma_p=1,
+                                 clahe_p=0)
+    passes = []
+    real = lut.apply_table
+    monkeypatch.setattr(T.pixel, "apply_table", lambda *a, **k: passes.append(1) or real(*a, **k))
+    for seed in range(8):
+        np.random.seed(seed)
+        params = jitter.get_params({})
+        names = [type(op).__name__ for op, _ in params["ops"]]
+        ref = IMG
+        for op, p in params["ops"]:
+            ref = op.apply(ref, **p)
+        passes.clear()
+        np.testing.assert_array_equal(jitter.apply(IMG, **params), ref)
+        assert len(passes) == (1 if names[0] == "RandomContrast" else 2), names
+
+
+def test_tables_equal_the_plain_rounded_clipped_curves():
+    v = np.arange(256, dtype=np.float64)
+    rng = np.random.RandomState(1)
+    for factor, offset, gamma in zip(rng.uniform(0, 3, 200), rng.uniform(-300, 300, 200), rng.uniform(1e-3, 5, 200)):
+        np.testing.assert_array_equal(lut.linear_table(factor, offset),
+                                      np.clip(np.rint(v * factor + offset), 0, 255).astype(np.uint8))
+        np.testing.assert_array_equal(F.gamma_table(gamma),
+                                      np.clip(np.rint(255 * np.power(v / 255, gamma)), 0, 255).astype(np.uint8))
+    with np.errstate(divide="ignore"):
+        for gamma in (0.0, -0.5):  # outside what RandomGamma draws, still the clipped curve
+            np.testing.assert_array_equal(F.gamma_table(gamma),
+                                          np.clip(np.rint(255 * np.power(v / 255, gamma)), 0, 255).astype(np.uint8))
+    np.testing.assert_array_equal(lut.curve_table(lambda x: x), v.astype(np.uint8))  # identity: input values kept
+    np.testing.assert_array_equal(lut.curve_table(lambda x: x), v.astype(np.uint8))
+
+
+@pytest.mark.parametrize("img", [IMG, IMG_F], ids=["uint8", "float32"])
+def test_brightness_saturation_and_sharpen_equal_their_plain_matrices(img):
+    luma = np.array([0.299, 0.587, 0.114])
+    rng = np.random.RandomState(2)
+    for factor, alpha, lightness in rng.uniform(0, 2, (20, 3)).tolist():  # Python floats, as the transforms draw
+        alpha = min(alpha, 1.0)
+        plain = F.apply_affine_color(img, factor * np.eye(3) + (1 - factor) * np.tile(luma, (3, 1)))
+        np.testing.assert_array_equal(F.adjust_saturation(img, factor), plain)
+        np.testing.assert_array_equal(F.adjust_brightness(img, factor),
+                                      F.apply_affine_color(img, factor * np.eye(3)) if img.dtype != np.uint8 else
+                                      np.clip(np.rint(img * factor), 0, 255).astype(np.uint8))
+        laplacian = np.array([[-1, -1, -1], [-1, 8 + lightness, -1], [-1, -1, -1]], np.float32)
+        identity = np.zeros((3, 3), np.float32)
+        identity[1, 1] = 1
+        sharp = cv2.filter2D(img, -1, (1 - alpha) * identity + alpha * laplacian)
+        np.testing.assert_array_equal(F.sharpen(img, alpha, lightness), sharp if img.dtype == np.uint8 else
+                                      np.clip(sharp, 0, 1))
+
+
+@pytest.mark.parametrize("shift", [0.03, -0.2, 0.5, 0.499])
+def test_hue_shift_equals_the_wrapping_add_on_the_hue_plane(shift):
+    hsv = cv2.cvtColor(IMG, cv2.COLOR_RGB2HSV_FULL)
+    hsv[..., 0] += np.uint8(int(round(shift * 256)) % 256)
+    before = IMG.copy()
+    np.testing.assert_array_equal(F.adjust_hue(IMG, shift), cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB_FULL))
+    np.testing.assert_array_equal(IMG, before)
