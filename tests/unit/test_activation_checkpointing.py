@@ -70,6 +70,9 @@ def deepspeed_ready(monkeypatch):
     for key, value in dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
                            MASTER_PORT=str(free_port())).items():
         monkeypatch.setenv(key, value)
+    # as engine's launch does on CPU: no JIT build of DeepSpeed's shm allreduce op (~50 s, and it depends on
+    # which earlier test happened to switch it off in this process)
+    monkeypatch.setitem(deepspeed.ops.__compatible_ops__, "deepspeed_shm_comm", False)
     started = not dist.is_initialized()
     if started:
         deepspeed.init_distributed(dist_backend="gloo", verbose=False)
