@@ -82,12 +82,18 @@ def test_final_test_pass_writes_images_and_the_seeds_state_dict(seg_runs):
 
 
 def test_model_call_after_disable_train_runs_the_generator_on_ema_weights(seg_runs):
+    # the seed's projects all call their package `codes`, and another test may have imported the digits
+    # example's: set it aside so that this import finds the seed project's, then put it back
+    others = {name: sys.modules.pop(name) for name in list(sys.modules) if name == "codes" or name.startswith("codes.")}
     sys.path.insert(0, str(PROJECT))
     try:
         from codes.dataset import ShapesSegDataSet
         from codes.network import TinySegNet
     finally:
         sys.path.remove(str(PROJECT))
+        for name in [n for n in sys.modules if n == "codes" or n.startswith("codes.")]:
+            del sys.modules[name]
+        sys.modules.update(others)
     out = seg_runs["straight"]
     state = torch.load(out / "final_model.pth", map_location="cpu", weights_only=True)
     data = ShapesSegDataSet(data_root="unused", num=9, img_size=32, transformer=[])
