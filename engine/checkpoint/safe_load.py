@@ -130,7 +130,9 @@ def trust_checkpoints(trusted: bool) -> None:
     Args:
         trusted: True only when the user opted in (``--trust-checkpoint``); False restores the default.
     """
-    global _trusted
+    global _trusted, _warned_trust
+    if bool(trusted) != _trusted:
+        _warned_trust = False  # a new opt-in is said again at its first load (once per opt-in, not per process)
     _trusted = bool(trusted)
 
 
