@@ -2,7 +2,7 @@
 
 Why one engine per network: each has its own optimizer, LR schedule and clipping, and DeepSpeed
 ties one optimizer to one engine. Two engines share one process safely only if D's
-parameters do not require grad while G's loss runs through D (DEEPSPEED_NOTES.md): otherwise
+parameters do not require grad while G's loss runs through D (measured with DeepSpeed 0.19): otherwise
 D's ZeRO hooks see gradients outside D's own backward ("Gradient computed twice for this
 partition" at ZeRO-2, a bare AssertionError at ZeRO-3). ``dmodel_forward(..., for_generator=True)``
 freezes them for exactly that span, and ``g_backward_step`` unfreezes them.

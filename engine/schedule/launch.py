@@ -1,6 +1,6 @@
 """Everything about how this process was started: launcher env, threads, process group.
 
-The only module that reads launcher environment variables (DESIGN.md §3). Supports plain
+Turns the launcher's environment variables into one ``LaunchInfo``. Supports plain
 ``python`` (world size 1, or ``--num-gpus N`` spawning N local workers), ``torchrun`` and
 the ``deepspeed`` launcher, which all end up with RANK/WORLD_SIZE/LOCAL_RANK/MASTER_* set.
 """

@@ -1,4 +1,4 @@
-"""The framework config → DeepSpeed config derivation (DESIGN.md §2)."""
+"""The framework config → DeepSpeed config derivation."""
 
 import pytest
 
