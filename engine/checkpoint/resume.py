@@ -126,7 +126,9 @@ def load_checkpoint(trainer: Any, tag_dir: str) -> None:
             load_extra(own.get("model", {}))
         rng = own["rng"]
     trainer.load_state_dict(own["trainer"])
-    hook = _checkpoint_hook(trainer)
+    from engine.checkpoint.saver import find_checkpoint_hook  # lazy as before: saver imports engine.trainer.hooks
+
+    hook = find_checkpoint_hook(trainer.hooks)
     if hook is not None:
         hook.pending_rng = rng
     else:
@@ -162,9 +164,3 @@ def _load_resized(trainer: Any, tag_dir: str, info: Dict[str, Any], old_world: i
     logger.info(f"--resume: world size {old_world} -> {world}: RNG of rank {rank} reseeded from "
                 f"(seed {seed}, rank {rank}, step {step}); runs are not bit-exact across world sizes")
     return first, universal.reseeded_rng(seed, rank, step)
-
-
-def _checkpoint_hook(trainer: Any) -> Any:
-    from engine.checkpoint.saver import CheckpointHook
-
-    return next((h for h in trainer.hooks if isinstance(h, CheckpointHook)), None)

@@ -359,3 +359,8 @@ def _stop_now(step: int, why: str, code: int) -> None:
     shutdown_distributed(barrier=True)
     logging.shutdown()
     os._exit(code)
+
+
+def find_checkpoint_hook(hooks: Any) -> Optional[CheckpointHook]:
+    """The ``CheckpointHook`` among ``hooks`` (None if a trainer's ``build_hooks`` left it out)."""
+    return next((h for h in hooks if isinstance(h, CheckpointHook)), None)

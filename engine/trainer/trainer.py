@@ -288,9 +288,9 @@ class BaseTrainer(SeedTrainerSurface):
     @property
     def checkpoint_hook(self) -> Any:
         """The ``CheckpointHook`` among ``self.hooks`` (None if a subclass's build_hooks left it out)."""
-        from engine.checkpoint.saver import CheckpointHook
+        from engine.checkpoint.saver import find_checkpoint_hook
 
-        return next((h for h in self.hooks if isinstance(h, CheckpointHook)), None)
+        return find_checkpoint_hook(self.hooks)
 
 def dataset_triple(cfg: Any, make: Callable[[Mapping[str, Any], str], Any]) -> Tuple[Any, Optional[Any], Optional[Any]]:
     """(train, valid, test) datasets of ``cfg.DATALOADER``, each built by ``make(spec, key_path)``.
