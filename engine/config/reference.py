@@ -130,18 +130,17 @@ def render_reference() -> str:
 
 
 def _examples(examples: Tuple[Example, ...]) -> List[str]:
-    """The section's examples: each fragment in a code block, then its effect or its refusal."""
+    """The section's examples: the rows each shows, its fragment in a code block, then its effect or refusal."""
     out = ["Examples:", ""]
     for example in examples:
-        where = [f"world size {example.world_size}"] if example.world_size > 1 else []
-        where += ["on CUDA"] if example.device == "cuda" else []
-        out += ["```python", *example.source.rstrip("\n").splitlines(), "```", ""]
-        context = f" ({', '.join(where)})" if where else ""
+        heading = ", ".join(f"`{path}`" for path in example.shows)
+        heading += f", world size {example.world_size}" if example.world_size > 1 else ""
+        heading += ", on CUDA" if example.device == "cuda" else ""
+        out += [f"{heading}:", "", "```python", *example.source.rstrip("\n").splitlines(), "```", ""]
         if example.refused:
-            out += [f"Refused at config check{context}: the error says `{example.refused}`.", ""]
+            out += [f"→ refused at config check; the error says `{example.refused}`", ""]
         else:
-            shown = ", ".join(f"`{path}` = `{value!r}`" for path, value in example.effect)
-            out += [f"Effect{context}: {shown}.", ""]
+            out += ["→ " + ", ".join(f"`{path}` = `{value!r}`" for path, value in example.effect), ""]
     return out
 
 
