@@ -102,7 +102,8 @@ DEEPSPEED_KEY_NOTES: Dict[str, str] = {
 def render_reference() -> str:
     """The Markdown config reference: one table per top-level section, then the DeepSpeed keys."""
     lines: List[str] = [
-        "Generated from `engine/config/defaults.py` by `python -m engine.config.reference`. "
+        "Generated from `engine/config/defaults.py` (examples: `engine/config/reference_examples.py`) by "
+        "`python -m engine.config.reference`. "
         "Files spell keys in lowercase; code reads them upper-case (`cfg.SOLVER.MAX_ITER`). "
         "Any key not listed is an error, except inside **user-owned** sections, whose keys pass "
         "through to your own classes, and in `dataloader`, `trainer` and `trainer.model`, which also "
@@ -250,6 +251,8 @@ def update_page(path: str) -> bool:
 
 #: the earlier name, from when the reference lived in the README
 update_readme = update_page
+#: the earlier name of ``NO_EFFECT``
+NOT_USED_YET = NO_EFFECT
 
 
 def main(argv: Optional[List[str]] = None) -> None:
