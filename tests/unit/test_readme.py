@@ -78,6 +78,14 @@ def test_complete_config_snippets_load(tmp_path):
         assert cfg.TRAINER.MODEL.NAME
 
 
+@pytest.mark.parametrize("solver", [{"max_iters": 5}, {"max_iter": "five"},
+                                    {"train_per_batch": 30, "gradient_accumulation_batch": 4}])
+def test_the_validation_errors_shown_are_the_ones_engine_gives(solver):
+    with pytest.raises(ConfigError) as caught:
+        _cfg(solver=solver)
+    assert f"engine: error: {caught.value}\n" in DOCS["config.md"]
+
+
 def test_every_command_line_flag_is_documented():
     from engine.schedule.args import build_parser
 
