@@ -32,7 +32,8 @@ from engine.config.reference import (
 from engine.config.reference_examples import EXAMPLES, PROJECT_BASE, Example
 from engine.config.schema import Section
 from engine.errors import ConfigError
-from engine.schedule.ds_config import welcome_ds_file
+from engine.schedule.ds_config import deepspeed_side, welcome_ds_file
+from engine.schedule.ds_schema import check_ds_config
 from engine.schedule.plan import build_run_plan
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,12 +86,20 @@ def _resolve(tree: Any, dotted: str) -> Any:
 
 
 def run_example(example: Example, folder: Path) -> Dict[str, Any]:
-    """Load ``example`` as a user's config file over the project base, then plan it as ``engine plan`` does."""
+    """Load ``example`` as a user's config file over the project base and plan it, as a run's config check does.
+
+    The checks are the scheduler's before any process starts, less the registry lookups of the
+    user's classes (the examples name none that exist): the config, the run plan, and each
+    engine's DeepSpeed dict through DeepSpeed's own config classes.
+    """
     (folder / "project.py").write_text(PROJECT_BASE, encoding="utf-8")
     path = folder / "example.py"
     path.write_text('_base_ = "project.py"\n' + example.source, encoding="utf-8")
     cfg = welcome_ds_file(get_cfg(str(path)))
     plan = build_run_plan(cfg, rank=0, world_size=example.world_size, device=example.device)
+    _, origin = deepspeed_side(cfg)
+    for engine in plan.engine_names:
+        check_ds_config(plan.ds_config(engine), origin)
     return {"plan": plan.to_json(), "cfg": to_plain(cfg)}
 
 
