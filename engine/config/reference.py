@@ -90,7 +90,8 @@ DEEPSPEED_KEY_NOTES: Dict[str, str] = {
                 "`stages` must divide the world size; refused with ZeRO stage 2 or 3, with tensor_parallel, and "
                 "with `clip_type='value'`; `micro_batches`, if given, must equal `solver.gradient_accumulation_batch`",
     "tensor_parallel": "tensor parallel through DeepSpeed's AutoTP: `autotp_size` ranks hold one replica "
-                       "(docs/large_models.md), so the data-parallel size is the world size / `autotp_size`; "
+                       "(docs/large_models.md), so the data-parallel size is the world size / `autotp_size`, "
+                       "which it must divide; "
                        "the network's `autotp_layer_specs` become `partition_config` when the config gives none, "
                        "and `train_batch_size` is left for DeepSpeed to derive",
     "zero_optimization": "merged key by key over the template's; `stage` must be 0-3",

@@ -111,6 +111,8 @@ EXAMPLES: Dict[str, Tuple[Example, ...]] = {
         Example(("deepspeed.tensor_parallel",), 'deepspeed = dict(config="zero3", tensor_parallel=dict(autotp_size=2))\n',
                 world_size=4, effect=(("plan.layout.tensor_parallel_size", 2), ("plan.layout.data_parallel_size", 2),
                                       ("plan.batch.global_batch", 16))),
+        Example(("deepspeed.tensor_parallel",), "deepspeed = dict(tensor_parallel=dict(autotp_size=2))\n",
+                refused="does not divide the world size 1"),
         Example(("deepspeed.tensor_parallel",), "deepspeed = dict(pipeline=dict(stages=2), tensor_parallel=dict(autotp_size=2))\n",
                 world_size=4, refused="engine runs one of them at a time"),
         Example(("deepspeed.fp16",), "deepspeed = dict(fp16=dict(enabled=True))\n", refused="does not support fp16"),
