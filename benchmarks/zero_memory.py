@@ -1,6 +1,6 @@
 """Model-state bytes per rank at ZeRO stages 0-3, measured from the tensors each rank holds.
 
-Why it matters: the README's "Scaling up" table tells users what each ``deepspeed.zero_optimization.stage``
+Why it matters: the "Scaling up" table of docs/large_models.md tells users what each ``deepspeed.zero_optimization.stage``
 buys them. The ZeRO paper's formulas (Adam: parameters, gradients, optimizer states) are the promise;
 this benchmark checks DeepSpeed 0.19's actual storage against them instead of quoting the paper.
 

@@ -121,7 +121,7 @@ class UnsafeCheckpointError(EngineError):
             f"checkpoint: refused to load {path}: it contains {kinds}, which is not a tensor, number, string, "
             f"list, dict or one of the types engine and DeepSpeed write; unpickling it could run code, so nothing "
             f"was loaded from it. If you trust this file (you made it, or know where it came from), rerun with {TRUST_FLAG} (training entry, tools/inspect_ckpt.py, "
-            f"tools/convert_ckpt.py) to load it with weights_only=False; see README, 'Loading checkpoints safely'")
+            f"tools/convert_ckpt.py) to load it with weights_only=False; see docs/checkpoints.md, 'Loading checkpoints safely'")
 
 
 def trust_checkpoints(trusted: bool) -> None:

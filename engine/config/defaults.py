@@ -1,8 +1,8 @@
 """Every framework-owned config key, its default and its meaning: the single place they are spelled.
 
 Files use these names in lowercase; code reads them upper-case (``cfg.SOLVER.MAX_ITER``).
-The README's config reference is generated from this table (``python -m engine.config.reference``).
-``trainer``, ``trainer.model`` and ``dataloader`` also accept keys of the user's own (the seed's
+The config reference in ``docs/config.md`` is generated from this table (``python -m engine.config.reference``).
+``trainer``, ``trainer.model`` and ``dataloader`` also accept keys of the user's own (TrainFramework's
 ``new_allowed`` sections); ``solver`` and ``deepspeed`` are closed.
 """
 
@@ -60,7 +60,7 @@ NETWORK_SOLVER = Section(
                 "clip_type": Field("norm", _STR, "norm: DeepSpeed's gradient_clipping on the global norm; value: clamp each element", choices=("norm", "value")),
                 "clip_value": Field(1.0, _FLOAT, "the max norm, or the max absolute value", minimum=0.0),
                 "norm_type": Field(2.0, _FLOAT, "norm order; DeepSpeed clips the 2-norm only"),
-                "group": Field(False, _BOOL, "seed compatibility; clipping is always over all parameters"),
+                "group": Field(False, _BOOL, "accepted for TrainFramework configs; clipping is always over all parameters"),
             }
         ),
     }
@@ -103,13 +103,13 @@ DEFAULTS = Section(
                         "generator": Open("the network: dict(name=<BUILD_NETWORK_REGISTRY name>, **params)", required_keys=("name",), nullable=False),
                         "discriminator": Open("GAN discriminator network(s): one dict, or a list of dict(name=..., params=the network dict)", allow_list=True),
                         "loss": Open("loss config handed to the user's model (LossKeyCompose form)"),
-                        "ema": Open("seed spelling of solver.ema (enable/enabled, decay_rate, num_updates)"),
-                        "g_step": Field(1, _INT, "GAN in the seed's form (dmodel_step/gmodel_step): step the generator when the loop counter is a multiple of N", minimum=1),
+                        "ema": Open("TrainFramework's spelling of solver.ema (enable/enabled, decay_rate, num_updates)"),
+                        "g_step": Field(1, _INT, "GAN in TrainFramework's form (dmodel_step/gmodel_step): step the generator when the loop counter is a multiple of N", minimum=1),
                         "activation_checkpointing": Field(False, _BOOL, "recompute the blocks the network lists in checkpoint_blocks during backward (torch.utils.checkpoint; DeepSpeed's when deepspeed.activation_checkpointing is set)"),
                     },
                     accepts_user_keys=True,
                 ),
-                "loss": Open("seed spelling of trainer.model.loss"),
+                "loss": Open("TrainFramework's spelling of trainer.model.loss"),
             },
             accepts_user_keys=True,
         ),
@@ -138,7 +138,7 @@ DEFAULTS = Section(
         "deepspeed": Section(
             {
                 "config": Field("zero0", _STR, "DeepSpeed template: a name in ds_configs/ (zero0..zero3, zero2_offload, zero3_offload, bf16) or a .json path"),
-                "shm_comm": Field(False, _BOOL, "use DeepSpeed's shared-memory allreduce on CPU (JIT-built; leaves /dev/shm files under the deepspeed launcher)"),
+                "shm_comm": Field(False, _BOOL, "use DeepSpeed's shared-memory allreduce on CPU (JIT-built on first use, about 50 s; engine removes the /dev/shm buffers of its job at the end)"),
                 "zero_init": Field(True, _BOOL, "under ZeRO stage 3, build networks inside deepspeed.zero.Init so no rank ever holds the whole model"),
             },
             extra=DEEPSPEED_PASSTHROUGH_KEYS,

@@ -1,8 +1,11 @@
 """The config reference in Markdown, generated from ``engine.config.defaults.DEFAULTS``.
 
-``python -m engine.config.reference`` prints it; the README embeds the same text between
-``<!-- config-reference:start -->`` and ``<!-- config-reference:end -->`` and a unit test
-keeps the two equal, so the documented keys and defaults cannot drift from the code.
+``python -m engine.config.reference`` prints it; ``docs/config.md`` embeds the same text between
+``<!-- config-reference:start -->`` and ``<!-- config-reference:end -->``, and
+``python -m engine.config.reference --update docs/config.md`` rewrites that block. A unit test
+keeps the two equal, so the documented keys and defaults cannot drift from the code, and runs
+each section's examples (``engine.config.reference_examples``) through the config check and the
+run plan, so what a row says a key does (or refuses) is what the code does.
 
 Like the rest of ``engine.config`` this imports neither torch nor DeepSpeed.
 """
@@ -12,8 +15,11 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Tuple
 
 from engine.config.defaults import DEEPSPEED_PASSTHROUGH_KEYS, DEFAULTS
+from engine.config.reference_examples import EXAMPLES, PROJECT_BASE, Example
 from engine.config.schema import Field, Open, Section
 
+#: the page that embeds the generated reference (relative to the repository root)
+REFERENCE_PAGE = "docs/config.md"
 START_MARKER = "<!-- config-reference:start -->"
 END_MARKER = "<!-- config-reference:end -->"
 
@@ -24,7 +30,8 @@ OPEN_NOTES: Dict[str, str] = {
     "dataloader.train_data_set": "required; user-owned, passed to your constructor: every key but `name` goes "
                                  "to the dataset class, whose `transformer` list becomes `self.data_pipeline`",
     "dataloader.val_data_set": "user-owned, passed to your constructor (as `train_data_set`)",
-    "dataloader.test_data_set": "user-owned; validated, but the trainer does not build a test set yet",
+    "dataloader.test_data_set": "user-owned, passed to your constructor; the trainer builds it as `test_data_loader` "
+                               "(batch `solver.test_per_batch`) for your code to iterate: engine runs no test loop itself",
     "trainer.model.generator": "user-owned, passed to your constructor: every key but `name` goes to the "
                                "network class (or to your model's `create_model(params)`)",
     "trainer.model.discriminator": "user-owned, read by `BaseGanModel`: one dict is the network (named "
@@ -48,15 +55,19 @@ FIELD_NOTES: Dict[str, str] = {
     "solver.generator.optimizer.type": "DeepSpeed's own types are built by DeepSpeed (see below), others by engine "
                                        "from torch.optim",
     "solver.generator.clip_gradients.norm_type": "any other value with `clip_type='norm'` is an error",
-    "trainer.weights": "None (the seed's default) reads as ''",
-    "solver.ema.num_updates": "None (the seed's default) reads as -1",
+    "trainer.weights": "None (TrainFramework's default) reads as ''",
+    "solver.ema.num_updates": "None (TrainFramework's default) reads as -1",
+    "solver.test_per_batch": "the batch of the trainer's `test_data_loader` (`dataloader.test_data_set`, else the "
+                             "validation set); engine runs no test loop itself",
     "deepspeed.config": "a path is looked up from the working directory, not from the config file's folder; "
                         "when no file is there, its base name is looked up among the bundled templates",
 }
 
-#: Framework keys that are validated but not acted on yet, and why (shown beside the key).
-NOT_USED_YET: Dict[str, str] = {
-    "solver.test_per_batch": "there is no test loop yet",
+#: Framework keys that are accepted and checked but read by nothing, and why (shown beside the key);
+#: a unit test holds that no module outside engine/config reads them.
+NO_EFFECT: Dict[str, str] = {
+    "solver.generator.clip_gradients.group": "TrainFramework clipped per parameter group when true; engine clips "
+                                             "over all parameters either way",
 }
 
 #: What engine does with some of the DeepSpeed keys it passes through (ds_config.py).
@@ -73,11 +84,16 @@ DEEPSPEED_KEY_NOTES: Dict[str, str] = {
                  "the solver); a different written optimizer is an error naming both",
     "scheduler": "an error while `solver.generator.lr_scheduler.enabled` is true; otherwise DeepSpeed builds it "
                  "(`\"auto\"` warm-up and length params filled from the solver); checked against its class up front",
-    "fp16": "refused on CPU; `fp16` and `bf16` both enabled is an error",
-    "pipeline": "`stages` shrinks the data-parallel size used for `train_batch_size`; refused with ZeRO stage 2 "
-                "or 3 (engine does not build pipeline models yet)",
-    "tensor_parallel": "`autotp_size` shrinks the data-parallel size used for `train_batch_size` (engine does not "
-                       "set up tensor-parallel models yet)",
+    "fp16": "refused on CPU (works on CUDA); `fp16` and `bf16` both enabled is an error",
+    "pipeline": "pipeline parallel: `stages` ranks hold one replica (the network's "
+                "`to_layers()`, docs/large_models.md), so the data-parallel size is the world size / `stages`; "
+                "`stages` must divide the world size; refused with ZeRO stage 2 or 3, with tensor_parallel, and "
+                "with `clip_type='value'`; `micro_batches`, if given, must equal `solver.gradient_accumulation_batch`",
+    "tensor_parallel": "tensor parallel through DeepSpeed's AutoTP: `autotp_size` ranks hold one replica "
+                       "(docs/large_models.md), so the data-parallel size is the world size / `autotp_size`, "
+                       "which it must divide; "
+                       "the network's `autotp_layer_specs` become `partition_config` when the config gives none, "
+                       "and `train_batch_size` is left for DeepSpeed to derive",
     "zero_optimization": "merged key by key over the template's; `stage` must be 0-3",
     "zero_allow_untested_optimizer": "engine sets it to true for a torch.optim optimizer at ZeRO stage ≥ 1 unless given",
     "zero_force_ds_cpu_optimizer": "engine sets it to false for a torch.optim optimizer with optimizer offload unless given",
@@ -87,21 +103,47 @@ DEEPSPEED_KEY_NOTES: Dict[str, str] = {
 def render_reference() -> str:
     """The Markdown config reference: one table per top-level section, then the DeepSpeed keys."""
     lines: List[str] = [
-        "Generated from `engine/config/defaults.py` by `python -m engine.config.reference`. "
+        "Generated from `engine/config/defaults.py` (examples: `engine/config/reference_examples.py`) by "
+        "`python -m engine.config.reference`. "
         "Files spell keys in lowercase; code reads them upper-case (`cfg.SOLVER.MAX_ITER`). "
         "Any key not listed is an error, except inside **user-owned** sections, whose keys pass "
         "through to your own classes, and in `dataloader`, `trainer` and `trainer.model`, which also "
         "accept keys of your own (see below).",
         "",
+        "Each section ends with examples: a fragment of a config file and what it does, as `engine plan "
+        "--json` shows it (`plan.…`: the run plan, also written to `output_dir/plan.json`; `cfg.…`: the "
+        "resolved config, `output_dir/config.yaml`) or the error the config check gives. Each fragment is "
+        "merged over this project (its `_base_`); `tests/unit/test_config_reference.py` runs every one.",
+        "",
+        "```python",
+        *PROJECT_BASE.rstrip("\n").splitlines(),
+        "```",
+        "",
     ]
     top_rows = [(path, spec) for path, spec in DEFAULTS.walk() if "." not in path and not isinstance(spec, Section)]
-    lines += _table("Top level", top_rows)
+    lines += _table("Top level", top_rows) + _examples(EXAMPLES[""])
     for name, spec in DEFAULTS.entries.items():
         if isinstance(spec, Section):
             rows = [(path, item) for path, item in spec.walk(name)]
             lines += _table(f"`{name}`", rows, doc=" ".join(filter(None, [spec.doc, _accepts_user_keys_note(name, spec)])))
-    lines += _deepspeed_keys()
+            lines += _examples(EXAMPLES[name])
+    lines += _deepspeed_keys() + _examples(EXAMPLES["deepspeed keys"])
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _examples(examples: Tuple[Example, ...]) -> List[str]:
+    """The section's examples: the rows each shows, its fragment in a code block, then its effect or refusal."""
+    out = ["Examples:", ""]
+    for example in examples:
+        heading = ", ".join(f"`{path}`" for path in example.shows)
+        heading += f", world size {example.world_size}" if example.world_size > 1 else ""
+        heading += ", on CUDA" if example.device == "cuda" else ""
+        out += [f"{heading}:", "", "```python", *example.source.rstrip("\n").splitlines(), "```", ""]
+        if example.refused:
+            out += [f"→ refused at config check; the error says `{example.refused}`", ""]
+        else:
+            out += ["→ " + ", ".join(f"`{path}` = `{value!r}`" for path, value in example.effect), ""]
+    return out
 
 
 def _table(title: str, rows: List[Tuple[str, Any]], doc: str = "") -> List[str]:
@@ -159,8 +201,8 @@ def _meaning(path: str, spec: Any) -> str:
         text += ". " + _italic(OPEN_NOTES.get(path, "user-owned, passed to your constructor"))
     if path in FIELD_NOTES:
         text += f"; {FIELD_NOTES[path]}"
-    if path in NOT_USED_YET:
-        text += f". **Not used yet:** {NOT_USED_YET[path]}"
+    if path in NO_EFFECT:
+        text += f". **Has no effect:** {NO_EFFECT[path]}"
     return text
 
 
@@ -193,7 +235,7 @@ def _italic(text: str) -> str:
     return f"*{text}*"
 
 
-def update_readme(path: str) -> bool:
+def update_page(path: str) -> bool:
     """Replace the text between the markers in ``path`` with ``render_reference()``; True if it changed."""
     with open(path, encoding="utf-8") as f:
         text = f.read()
@@ -208,14 +250,20 @@ def update_readme(path: str) -> bool:
     return new != text
 
 
+#: the earlier name, from when the reference lived in the README
+update_readme = update_page
+#: the earlier name of ``NO_EFFECT``
+NOT_USED_YET = NO_EFFECT
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description="Print the Markdown config reference generated from the defaults.")
-    parser.add_argument("--update", metavar="README", help="rewrite the reference block of this file instead")
+    parser.add_argument("--update", metavar="PAGE", help=f"rewrite the reference block of this file instead ({REFERENCE_PAGE})")
     args = parser.parse_args(argv)
     if args.update:
-        print(f"{args.update}: {'updated' if update_readme(args.update) else 'already up to date'}")
+        print(f"{args.update}: {'updated' if update_page(args.update) else 'already up to date'}")
     else:
         print(render_reference(), end="")
 

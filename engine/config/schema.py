@@ -27,7 +27,7 @@ class Field:
     Args:
         default: value used when the user does not set it.
         types: accepted Python types; an int is accepted where float is, a tuple where list is.
-        doc: one line shown in the README's config reference.
+        doc: one line shown in the config reference (``docs/config.md``).
         choices: allowed values (strings compared case-insensitively), or None.
         minimum: smallest allowed number, or None.
         nullable: whether None is allowed.

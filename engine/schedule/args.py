@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="unpickle checkpoint files (--resume, trainer.weights) with weights_only=False; "
                              "only for files you trust (default: engine's safe loader refuses unknown types)")
-    parser.add_argument("--distribute", action="store_true", help="seed compatibility; distribution follows the launcher")
+    parser.add_argument("--distribute", action="store_true", help="TrainFramework compatibility; distribution follows the launcher")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
                         help="config overrides as dotted KEY VALUE pairs, e.g. solver.max_iter 500")

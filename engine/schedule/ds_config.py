@@ -1,4 +1,4 @@
-"""Derive the DeepSpeed config dict from the framework config (README, "How the DeepSpeed config is derived").
+"""Derive the DeepSpeed config dict from the framework config (docs/deepspeed_config.md, "How it is derived").
 
 One config is the source of truth: batch sizes, accumulation, optimizer and clipping come
 from ``solver``; ZeRO, precision, offload and the rest from the ``deepspeed`` section merged

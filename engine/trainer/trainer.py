@@ -146,7 +146,7 @@ class BaseTrainer(SeedTrainerSurface):
         """Called after optimizer steps with the seed's loop counter (``loop_counter``).
 
         Two forms, told apart by how many arguments the override takes:
-        ``iterate_after(self, epoch, loss_dict)`` (the README's) runs after every optimizer
+        ``iterate_after(self, epoch, loss_dict)`` (engine's, docs/trainer.md) runs after every optimizer
         step, with the step's mean outputs (tensors); ``iterate_after(self, epoch)`` (the
         seed's code) runs once per turn of the seed's loop: every step in iteration mode,
         once at the end of each epoch in epoch mode.

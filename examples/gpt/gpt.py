@@ -2,7 +2,7 @@
 
 One network serves every ``deepspeed`` section: it lists its blocks for activation
 checkpointing, its layers for pipeline parallel and its column/row splits for tensor
-parallel (see the README's "Large models"). Attention uses separate q/k/v projections and
+parallel (see "Large models" in docs/large_models.md). Attention uses separate q/k/v projections and
 infers the number of heads from the projection width, so a column-split projection on a
 tensor-parallel rank simply holds fewer heads.
 """
