@@ -3,14 +3,18 @@
 One backend's failure does not cost the others their data: ``close`` reaches every
 writer that was opened, even when one of them raises, and a writer whose ``open`` failed
 is not written to or closed (nothing of it exists to close). The first error is raised
-after every writer had its turn.
+after every writer had its turn, except when training itself raised (the context manager):
+then that exception propagates and a close error is logged.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import List, Mapping, Optional, Sequence
 
 from engine.trackers.base import RunInfo, TrackerWriter, build_writers
+
+logger = logging.getLogger("engine")
 
 
 class TrackerGroup:
@@ -68,4 +72,10 @@ class TrackerGroup:
         return self
 
     def __exit__(self, kind, value, tb) -> None:
-        self.close(failed=kind is not None)
+        if kind is None:
+            self.close()
+            return
+        try:
+            self.close(failed=True)
+        except Exception:  # the training's own exception is the one to see; this one is logged
+            logger.exception("a tracker failed to close after training raised")
