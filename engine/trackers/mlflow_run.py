@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from typing import Any, Mapping, Optional
 from urllib.parse import urlparse
@@ -33,6 +34,9 @@ RUN_ID_FILE = "mlflow_run_id"
 _PARAMS_PER_CALL = 100  # MLflow's log_batch limits
 _METRICS_PER_CALL = 1000
 _PARAM_VALUE_CHARS = 6000
+_KEY_CHARS = 250
+#: Characters MLflow refuses in parameter and metric names; a user's config key may hold them.
+_NOT_A_KEY_CHAR = re.compile(r"[^\w./\- :]")
 
 
 @TRACKER_REGISTRY.register()
@@ -71,7 +75,7 @@ class MlflowWriter(TrackerWriter):
     def _log_run_info(self, run_info: RunInfo) -> None:
         from mlflow.entities import Param
 
-        params = [Param(key, _param_value(value)) for key, value in flatten(run_info.config).items()]
+        params = [Param(_key(key), _param_value(value)) for key, value in flatten(run_info.config).items()]
         for start in range(0, len(params), _PARAMS_PER_CALL):
             self.client.log_batch(self.run_id, params=params[start:start + _PARAMS_PER_CALL])
         text = yaml.safe_dump(dict(run_info.config), sort_keys=False, default_flow_style=False)
@@ -82,7 +86,7 @@ class MlflowWriter(TrackerWriter):
         from mlflow.entities import Metric
 
         stamp = int(time.time() * 1000)
-        batch = [Metric(name, float(value), stamp, int(step)) for name, value in metrics.items()]
+        batch = [Metric(_key(name), float(value), stamp, int(step)) for name, value in metrics.items()]
         for start in range(0, len(batch), _METRICS_PER_CALL):
             self.client.log_batch(self.run_id, metrics=batch[start:start + _METRICS_PER_CALL])
 
@@ -108,6 +112,11 @@ def _read_run_id(path: str) -> Optional[str]:
     with open(path, encoding="utf-8") as f:
         run_id = f.read().strip()
     return run_id or None
+
+
+def _key(name: str) -> str:
+    """``name`` as MLflow accepts it: refused characters become ``_`` (a run must not fail on a key's spelling)."""
+    return _NOT_A_KEY_CHAR.sub("_", str(name))[:_KEY_CHARS]
 
 
 def _param_value(value: Any) -> str:

@@ -84,3 +84,21 @@ def test_cpu_has_a_peak_only_when_the_config_gives_one(caplog):
         assert peak_flops(0.0, "cpu") is None
     assert "trainer.peak_tflops" in caplog.text
     assert peak_flops(2.5, "cpu") == 2.5e12
+
+
+def test_attention_counts_the_projections_and_both_attention_matmuls():
+    class Attention(nn.Module):  # the shape of a GPT block's attention
+        def __init__(self, width, heads):
+            super().__init__()
+            self.heads, self.qkv, self.proj = heads, nn.Linear(width, 3 * width), nn.Linear(width, width)
+
+        def forward(self, x):
+            b, t, w = x.shape
+            q, k, v = (y.view(b, t, self.heads, -1).transpose(1, 2) for y in self.qkv(x).split(w, dim=-1))
+            att = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return self.proj(att.transpose(1, 2).reshape(b, t, w))
+
+    b, t, w = 2, 16, 32
+    projections = 2 * b * t * w * 3 * w + 2 * b * t * w * w
+    scores_and_values = 2 * (2 * b * t * t * w)  # q·kᵀ and att·v, each 2·t·t·width per sample (causal not halved)
+    assert forward_flops(Attention(w, 4), torch.zeros(b, t, w)) == projections + scores_and_values

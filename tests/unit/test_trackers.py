@@ -17,7 +17,7 @@ import pytest
 from engine.trackers import TRACKER_REGISTRY, RunInfo, TrackerGroup, TrackerWriter, build_writers, flatten
 
 CONFIG = {"solver": {"max_iter": 3, "generator": {"optimizer": {"type": "AdamW", "params": {"lr": 0.001}}}},
-          "trainer": {"loggers": ["csv"], "hooks": []}, "output_dir": "out"}
+          "trainer": {"loggers": ["csv"], "hooks": [], "my(key)": 1}, "output_dir": "out"}
 PLAN = {"world_size": 1, "engines": {"generator": {"train_batch_size": 8}}}
 #: What a log boundary hands over: a new name (val/loss) appears only at the evaluation step.
 WRITES = [
@@ -120,6 +120,7 @@ def test_mlflow_run_reads_back_with_mlflow_client(tmp_path, monkeypatch):
         assert [s for s, _ in got] == [s for s, _ in expected_series(name)], name
         assert all(same(g, w) for (_, g), (_, w) in zip(got, expected_series(name))), name
     assert run.data.params["solver.max_iter"] == "3" and run.data.params["trainer.loggers.0"] == "csv"
+    assert run.data.params["trainer.my_key_"] == "1"  # a user's key with characters MLflow refuses
     assert run.info.run_name == "unit-run" and run.info.status == "FAILED"
     assert {a.path for a in client.list_artifacts(writer.run_id)} == {"config.yaml", "plan.json"}
     assert (tmp_path / RUN_ID_FILE).read_text().strip() == writer.run_id
