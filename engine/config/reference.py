@@ -57,9 +57,6 @@ FIELD_NOTES: Dict[str, str] = {
 #: Framework keys that are validated but not acted on yet, and why (shown beside the key).
 NOT_USED_YET: Dict[str, str] = {
     "solver.test_per_batch": "there is no test loop yet",
-    "trainer.loggers": "the writers exist (`engine.trackers`) but the loop feeds none of them yet; TensorBoard "
-                       "is written by `TensorboardHook` as before, which follows `'tensorboard' in trainer.loggers`",
-    "trainer.peak_tflops": "`engine.log.flops` computes MFU from it; the loop does not report MFU yet",
 }
 
 #: What engine does with some of the DeepSpeed keys it passes through (ds_config.py).
