@@ -187,6 +187,8 @@ class _Recorder(TrackerWriter):
         self.log.append(f"{self.label}.open")
 
     def write(self, step, metrics):
+        if self.fail_on == "write":
+            raise ConnectionError("tracking server unreachable")
         self.log.append(f"{self.label}.write{step}")
 
     def close(self, failed=False):
@@ -218,3 +220,16 @@ def test_group_whose_writer_fails_to_open_closes_the_ones_already_open(tmp_path)
     assert log[3:] == ["w0.open", "w0.close-failed"]
     group.close()  # nothing left open: a second close does nothing
     assert log[-1] == "w0.close-failed"
+
+
+def test_a_writer_that_fails_to_write_is_logged_once_and_the_others_go_on(tmp_path, caplog):
+    log = []
+    group = TrackerGroup([_Recorder(log, fail_on="write"), _Recorder(log)]).opened(run_info(tmp_path))
+    for step in (1, 2, 3):
+        group.write(step, {"train/loss": 1.0})
+    group.close()
+    assert log[2:] == ["w0.open", "w1.open", "w1.write1", "w1.write2", "w1.write3", "w0.close", "w1.close"]
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "failed to write step 1" in errors[0].getMessage()
+    assert "unreachable" in caplog.text  # the cause, with its traceback
+    assert "tracker '_recorder' lost 3 write(s)" in caplog.text
