@@ -57,6 +57,10 @@ TRAINING_FLOPS_PER_FORWARD = 3
 def forward_flops(module: torch.nn.Module, *args: Any, **kwargs: Any) -> int:
     """FLOPs of ``module(*args, **kwargs)``, counted on the meta device (nothing is computed).
 
+    Count before ``deepspeed.initialize`` wraps the network: under ZeRO-3 the engine's
+    forward hooks gather parameters, a collective that this rank alone would enter. A
+    network built under ``zero.Init`` is fine before that (its full shapes are read).
+
     Args:
         module: the network; its parameters and buffers are replaced by meta tensors of
             the same shape for the count, and left untouched.
