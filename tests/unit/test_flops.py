@@ -102,3 +102,12 @@ def test_attention_counts_the_projections_and_both_attention_matmuls():
     projections = 2 * b * t * w * 3 * w + 2 * b * t * w * w
     scores_and_values = 2 * (2 * b * t * t * w)  # q·kᵀ and att·v, each 2·t·t·width per sample (causal not halved)
     assert forward_flops(Attention(w, 4), torch.zeros(b, t, w)) == projections + scores_and_values
+
+
+def test_a_zero3_partitioned_parameter_is_counted_at_its_full_shape():
+    net = nn.Linear(8, 4)
+    for param in net.parameters():  # what zero.Init leaves on a rank: an empty partition, the full shape beside it
+        full = param.shape
+        param.data = torch.empty(0)
+        param.ds_shape = full
+    assert forward_flops(net, torch.zeros(3, 8)) == 2 * 3 * 8 * 4
