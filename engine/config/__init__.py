@@ -14,6 +14,7 @@ from engine.config.aliases import fold_aliases, mirror_aliases
 from engine.config.checks import check_consistency
 from engine.config.defaults import DEFAULTS
 from engine.config.loader import apply_opts, load_file, merge
+from engine.config.loggers import resolve_loggers
 from engine.config.node import CfgNode, key_paths, to_plain
 from engine.utils.fileio import atomic_write_text
 
@@ -34,10 +35,11 @@ def build_cfg(data: Dict[str, Any], opts: Optional[Sequence[str]] = None) -> Cfg
     data = apply_opts(data, list(opts or []))
     folded = fold_aliases(data)
     checked = DEFAULTS.check(folded, "")
-    check_consistency(checked)
-    mirror_aliases(checked)
     # both spellings count as written: errors name the one the user used (trainer.loss or trainer.model.loss)
     written = set(key_paths(data)) | set(key_paths(folded))
+    check_consistency(checked)
+    resolve_loggers(checked, written)
+    mirror_aliases(checked)
     return CfgNode(checked).mark_written(written).freeze()
 
 

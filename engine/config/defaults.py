@@ -94,7 +94,9 @@ DEFAULTS = Section(
                 "device": Field("auto", _STR, "auto: CUDA when present, else CPU", choices=("auto", "cuda", "cpu")),
                 "dist_timeout": Field(1800.0, _FLOAT, "seconds a collective waits for a stuck rank before the job fails (gloo; NCCL only with async error handling)", minimum=1.0),
                 "log_period": Field(20, _INT, "log losses, LR and speed (console, log file, TensorBoard) every N optimizer steps", minimum=1),
-                "tensorboard": Field(True, _BOOL, "write TensorBoard events to output_dir/tensorboard (rank 0)"),
+                "tensorboard": Field(True, _BOOL, "write TensorBoard events to output_dir/tensorboard (rank 0); the older switch of the 'tensorboard' entry of trainer.loggers"),
+                "loggers": Field(["tensorboard"], _LIST, "trackers fed from the metrics window on rank 0: tensorboard, csv, jsonl, mlflow, wandb, or a name of your own in TRACKER_REGISTRY (docs/trackers.md)"),
+                "peak_tflops": Field(0.0, _FLOAT, "peak TFLOP/s of one device for MFU (0: from the table of known GPUs; on CPU MFU is reported only when this is set)", minimum=0.0),
                 "progress": Field("auto", _STR, "rank 0 console: auto (a progress bar on a terminal, log lines otherwise), bar or log", choices=("auto", "bar", "log")),
                 "hooks": Open("extra hooks, run after the default hooks and before CheckpointHook: [dict(name=<HOOK_REGISTRY name>, period=N, **params)]", required_keys=("name",), allow_list=True, default=[]),
                 "model": Section(
