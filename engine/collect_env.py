@@ -46,7 +46,7 @@ def collect_env(ds_config: Optional[Mapping[str, Any]] = None, world_size: Optio
     rows.append(("CPU", f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores"))
     rows.append(("world size", str(world_size if world_size is not None else os.environ.get("WORLD_SIZE", "1"))))
     if ds_config is not None:
-        from engine.schedule.ds_config import summarize
+        from engine.runplan.ds_config import summarize
 
         rows.append(("DeepSpeed config", summarize(ds_config)))
     return rows
@@ -68,7 +68,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         import torch
 
         from engine.config import get_cfg
-        from engine.schedule.plan import build_run_plan
+        from engine.runplan.plan import build_run_plan
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
         plan = build_run_plan(get_cfg(args.config_file), rank=0, world_size=args.world_size, device=device)

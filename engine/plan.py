@@ -29,8 +29,8 @@ from engine.config.checks import discriminator_plan
 from engine.config.node import to_plain
 from engine.config.provenance import Provenance, trace_config
 from engine.errors import EngineError
-from engine.schedule.memory import ModelStateMemory, NetworkSize, model_state_memory
-from engine.schedule.plan import D_PREFIX, GENERATOR, RunPlan, build_run_plan
+from engine.runplan.memory import ModelStateMemory, NetworkSize, model_state_memory
+from engine.runplan.plan import D_PREFIX, GENERATOR, RunPlan, build_run_plan
 
 EXIT_BAD_INPUT = 2
 

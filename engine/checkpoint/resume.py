@@ -7,9 +7,10 @@ import os
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from engine import comm
-from engine.checkpoint import layout, safe_load
+from engine.checkpoint import layout
+from engine.weights import safe_load
 from engine.checkpoint.state import restore_rng
-from engine.checkpoint.weights import load_weights
+from engine.weights.pretrained import load_weights
 from engine.errors import EngineError
 
 logger = logging.getLogger("engine")

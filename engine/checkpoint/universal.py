@@ -34,7 +34,8 @@ import numpy as np
 import torch
 
 from engine import comm
-from engine.checkpoint import layout, safe_load
+from engine.checkpoint import layout
+from engine.weights import safe_load
 from engine.checkpoint.state import capture_rng, new_sync_group, restore_rng
 from engine.errors import EngineError
 

@@ -14,7 +14,7 @@ import json
 from typing import Any, Dict, Mapping, Optional
 
 from engine.errors import ConfigError
-from engine.schedule.ds_file import (  # noqa: F401  (template helpers re-exported for callers of this module)
+from engine.runplan.ds_file import (  # noqa: F401  (template helpers re-exported for callers of this module)
     ENGINE_KEYS,
     deepspeed_side,
     is_auto,

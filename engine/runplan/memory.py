@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Mapping, Optional
 
-from engine.schedule.plan import RunPlan
+from engine.runplan.plan import RunPlan
 
 #: fp32 bytes of optimizer state per parameter, by lower-case optimizer type (Adam-like: 2 moments)
 _STATE_BYTES = {"sgd": 0, "adagrad": 4, "rmsprop": 4, "adadelta": 8, "lion": 4, "adafactor": 4}

@@ -12,7 +12,7 @@ is exactly what ``deepspeed.initialize`` receives. User code that keeps the seed
 ``__init__(self, cfg)`` signature reads the plan of the run being built with
 ``get_run_plan()`` (as detectron2's code reads its event storage with ``get_event_storage()``)::
 
-    from engine.schedule.plan import get_run_plan
+    from engine.runplan.plan import get_run_plan
 
     class MyModel(BaseModel):
         def __init__(self, cfg):
@@ -35,8 +35,8 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 from engine.config.checks import discriminator_plan
 from engine.config.provenance import Provenance
 from engine.errors import EngineError
-from engine.schedule.ds_file import is_written
-from engine.schedule.ds_config import (autotp_size, build_ds_config, model_parallel_size, pipeline_stages,
+from engine.runplan.ds_file import is_written
+from engine.runplan.ds_config import (autotp_size, build_ds_config, model_parallel_size, pipeline_stages,
                                        precision_name, summarize, write_ds_config, zero_stage)
 from engine.utils.fileio import atomic_write_text
 
@@ -213,7 +213,7 @@ def build_run_plan(cfg: Mapping[str, Any], *, rank: int, world_size: int, device
         cfg: the validated framework config.
         rank: this process's global rank (0 for ``engine plan``).
         world_size: processes in the job.
-        device: ``"cuda"`` or ``"cpu"`` (``engine.schedule.launch.select_device``).
+        device: ``"cuda"`` or ``"cpu"`` (``engine.launch.select_device``).
         nodes: machines in the job (shown in the layout).
         local_rank: this process's rank on its machine (its GPU); default ``rank``.
         provenance: where each config value came from (``engine.config.provenance.trace_config``).

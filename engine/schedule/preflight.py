@@ -16,10 +16,10 @@ from typing import Any, Mapping
 from engine.checkpoint.preempt import signal_numbers
 from engine.config.checks import discriminator_plan
 from engine.errors import ConfigError
-from engine.schedule.ds_constructors import check_deepspeed_optimizer, check_deepspeed_scheduler
-from engine.schedule.ds_file import deepspeed_side, is_written
-from engine.schedule.ds_schema import check_ds_config
-from engine.schedule.plan import D_PREFIX, GENERATOR, build_run_plan
+from engine.runplan.ds_constructors import check_deepspeed_optimizer, check_deepspeed_scheduler
+from engine.runplan.ds_file import deepspeed_side, is_written
+from engine.runplan.ds_schema import check_ds_config
+from engine.runplan.plan import D_PREFIX, GENERATOR, build_run_plan
 from engine.utils.registry import check_signature
 
 _DATA_SETS = ("train_data_set", "val_data_set", "test_data_set")

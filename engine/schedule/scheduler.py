@@ -10,15 +10,15 @@ import traceback
 from argparse import Namespace
 from typing import List, Optional
 
-from engine.checkpoint.safe_load import trust_checkpoints
+from engine.weights.safe_load import trust_checkpoints
 from engine.config import CfgNode, dump_cfg, get_cfg, user_key_paths
 from engine.config.provenance import trace_config
 from engine.errors import EngineError
-from engine.schedule import launch
+from engine import launch
 from engine.schedule.args import parse_args
 from engine.schedule.preflight import preflight
-from engine.schedule.ds_file import welcome_ds_file
-from engine.schedule.plan import RunPlan, build_run_plan, use_run_plan, write_plan_files
+from engine.runplan.ds_file import welcome_ds_file
+from engine.runplan.plan import RunPlan, build_run_plan, use_run_plan, write_plan_files
 
 EXIT_BAD_INPUT = 2
 

@@ -11,7 +11,8 @@ from typing import Any, Dict, Optional
 from engine import comm
 from engine.checkpoint import layout
 from engine.errors import EngineError
-from engine.trainer.hooks import EvalHook, HookBase
+from engine.events.hooks import HookBase
+from engine.trainer.hooks import EvalHook
 
 logger = logging.getLogger("engine")
 

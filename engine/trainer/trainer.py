@@ -14,13 +14,15 @@ from engine.data.build import build_dataset
 from engine.errors import EngineError
 from engine.data.loader import build_inference_loader, build_train_loader, next_batch
 from engine.data.samplers import GroupedTrainingSampler, TrainingSampler, aspect_ratio_groups
-from engine.log.storage import EventStorage
+from engine.events.storage import EventStorage
 from engine.model.base_model import split_step_output
 from engine.model.build import build_model
 from engine.model.run_plan import current_plan
-from engine.schedule.plan import GENERATOR, RunPlan, use_run_plan
-from engine.trainer.build import BUILD_TRAINER_REGISTRY
-from engine.trainer.hooks import HookBase, reduce_mean, register_hooks
+from engine.runplan.plan import GENERATOR, RunPlan, use_run_plan
+from engine.trainer.registry import BUILD_TRAINER_REGISTRY
+from engine.events.hooks import HookBase
+from engine.events.window import reduce_mean
+from engine.trainer.hooks import register_hooks
 from engine.trainer.seed_surface import SeedTrainerSurface
 from engine.utils.signature import positional_capacity
 

@@ -9,7 +9,7 @@ from typing import Any, Dict
 
 import torch
 
-from engine.checkpoint import safe_load
+from engine.weights import safe_load
 from engine.errors import ConfigError
 
 logger = logging.getLogger("engine")
@@ -18,13 +18,13 @@ logger = logging.getLogger("engine")
 def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     """A plain state dict from ``.pt``/``.pth``/``.bin`` (torch), ``.safetensors`` or a sharded ``*.index.json``.
 
-    Read with ``weights_only=True`` (``engine.checkpoint.safe_load``): a file holding other objects is
+    Read with ``weights_only=True`` (``engine.weights.safe_load``): a file holding other objects is
     refused unless the user passed ``--trust-checkpoint``. Files exported by ``tools/convert_ckpt.py`` (one file or shards, tied names restored) and
     torch checkpoints that nest the weights under ``state_dict``/``model``/``module`` are unwrapped.
     """
     if not os.path.isfile(path):
         raise ConfigError(f"trainer.weights: file not found: {path}")
-    from engine.checkpoint.export import read_exported
+    from engine.weights.exported import read_exported
 
     if path.endswith((".safetensors", ".index.json")):
         return read_exported(path)  # tied names written once by convert_ckpt.py come back here

@@ -12,7 +12,7 @@ here:
   (``engine.load_checkpoint`` on resume, universal loads, ``zero_to_fp32``): DeepSpeed passes
   ``weights_only=False`` explicitly, which ``safe_globals`` alone does not override, so the block
   also sets torch's ``TORCH_FORCE_WEIGHTS_ONLY_LOAD``, which torch reads at every ``torch.load``;
-* ``python -m engine.checkpoint.safe_load MODULE ARGS`` runs a DeepSpeed script (the universal
+* ``python -m engine.weights.safe_load MODULE ARGS`` runs a DeepSpeed script (the universal
   conversion) in a child process under the same rules.
 
 The allow-list (``ALLOWED``) holds the few non-tensor types DeepSpeed's ``save_checkpoint`` really
@@ -50,7 +50,7 @@ logger = logging.getLogger("engine")
 
 #: how users opt in (every entry point that loads checkpoints accepts it)
 TRUST_FLAG = "--trust-checkpoint"
-#: exit code of ``python -m engine.checkpoint.safe_load`` when the module it ran had a load refused
+#: exit code of ``python -m engine.weights.safe_load`` when the module it ran had a load refused
 REFUSED_EXIT = 3
 _FORCE_SAFE_ENV = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
 _FORCE_UNSAFE_ENV = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
@@ -269,7 +269,7 @@ def child_command(module: str, args: Sequence[str]) -> Tuple[List[str], dict]:
     """
     engine_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     path = os.pathsep.join(p for p in (engine_parent, os.environ.get("PYTHONPATH", "")) if p)
-    argv = [sys.executable, "-m", "engine.checkpoint.safe_load"] + ([TRUST_FLAG] if _trusted else []) + [module, *args]
+    argv = [sys.executable, "-m", "engine.weights.safe_load"] + ([TRUST_FLAG] if _trusted else []) + [module, *args]
     return argv, {"PYTHONPATH": path}
 
 
@@ -293,7 +293,7 @@ def _main(argv: Sequence[str]) -> int:
     if trusted:
         args = args[1:]
     if not args:
-        print(f"usage: python -m engine.checkpoint.safe_load [{TRUST_FLAG}] MODULE [ARGS...]", file=sys.stderr)
+        print(f"usage: python -m engine.weights.safe_load [{TRUST_FLAG}] MODULE [ARGS...]", file=sys.stderr)
         return 2
     try:
         run_module(args[0], args[1:], trusted)

@@ -9,7 +9,7 @@ import pytest
 from engine.config import build_cfg
 from engine.config.loader import merge
 from engine.errors import ConfigError, EngineError
-from engine.schedule.plan import (DEEPSPEED_DEFAULTS, active_run_plan, build_run_plan, get_run_plan, use_run_plan,
+from engine.runplan.plan import (DEEPSPEED_DEFAULTS, active_run_plan, build_run_plan, get_run_plan, use_run_plan,
                                   write_plan_files)
 from tests.unit.test_config import MINIMAL
 
