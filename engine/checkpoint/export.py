@@ -34,6 +34,9 @@ from engine.checkpoint.zero_stream import StreamError, zero_state
 from engine.utils.fileio import atomic_write, atomic_write_text
 # the reader of these files moved to engine.weights.exported (pretrained loading reads them too); kept here
 from engine.weights.exported import iter_exported, read_exported  # noqa: F401
+from engine.model.pipeline import pipeline_state_dict
+from engine.model.tensor_parallel import merge_tp_shards
+from engine.model.ema import consolidate_ema
 
 logger = logging.getLogger("engine")
 
@@ -93,12 +96,8 @@ def lazy_state(tag_dir: str, network: str) -> Dict[str, Any]:
         raise ExportError(f"{tag_dir} has no network {network!r}; it holds {info.get('engines')}")
     pieces = info.get("export", {}).get(network, {})
     if "pipeline_key_map" in pieces:  # one file per layer, under pipeline keys
-        from engine.model.pipeline import pipeline_state_dict
-
         return pipeline_state_dict(os.path.join(tag_dir, network), pieces["pipeline_key_map"])
     if "tp_specs" in pieces:  # each tensor-parallel rank holds column/row shards of the weights
-        from engine.model.tensor_parallel import merge_tp_shards
-
         tp_size = int(pieces["tp_size"])
         if int(info.get("zero_stage", 0)) == 3:
             shards = _zero3_tp_shards(os.path.join(tag_dir, network), tp_size)
@@ -176,8 +175,6 @@ def _zero3_tp_shards(engine_dir: str, tp_size: int) -> List[Dict[str, torch.Tens
 
 def ema_state(tag_dir: str) -> Dict[str, torch.Tensor]:
     """The generator's EMA from the per-rank state files (ZeRO-3 ranks hold one shard each)."""
-    from engine.model.ema import consolidate_ema
-
     info = _checked_marker(tag_dir)
     if not info.get("ema"):
         raise ExportError(f"{tag_dir} holds no EMA (trained with solver.ema.enabled off?)")

@@ -25,6 +25,7 @@ from engine.runplan.ds_file import (  # noqa: F401  (template helpers re-exporte
     welcome_ds_file,
 )
 from engine.utils.fileio import atomic_write_text
+from engine.solver import deepspeed_optimizer_config, deepspeed_optimizer_name
 
 #: DeepSpeed-side keys that configure the generator's engine; a discriminator takes its own
 #: from its solver section instead
@@ -208,8 +209,6 @@ def _derive_clipping(ds: Dict[str, Any], clip: Mapping[str, Any], origin, where:
 
 
 def _derive_optimizer(ds: Dict[str, Any], spec: Mapping[str, Any], origin, device: str, where: str) -> None:
-    from engine.solver import deepspeed_optimizer_config, deepspeed_optimizer_name  # no deepspeed import
-
     if "optimizer" in ds:
         if not same_optimizer(ds["optimizer"], spec, origin("optimizer")):
             raise ConfigError(

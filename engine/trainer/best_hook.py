@@ -13,6 +13,8 @@ from engine.checkpoint import layout
 from engine.errors import EngineError
 from engine.events.hooks import HookBase
 from engine.trainer.hooks import EvalHook
+from engine.checkpoint.state import new_sync_group
+from engine.checkpoint.saver import save_checkpoint
 
 logger = logging.getLogger("engine")
 
@@ -45,8 +47,6 @@ class BestCheckpointHook(HookBase):
         self._group: Any = None
 
     def before_train(self) -> None:
-        from engine.checkpoint.state import new_sync_group
-
         if self.trainer.val_loader is None:
             raise EngineError(f"solver.best_metric = {self.metric!r} needs a validation set (dataloader.val_data_set)")
         self._group = new_sync_group()
@@ -79,8 +79,6 @@ class BestCheckpointHook(HookBase):
 
 def save_best(trainer: Any, step: int, info: Dict[str, Any], group: Any = None) -> str:
     """Save ``best.new`` through the normal checkpoint sequence, then rename it to ``best``."""
-    from engine.checkpoint.saver import save_checkpoint
-
     root = layout.checkpoint_root(trainer.cfg.OUTPUT_DIR)
     save_checkpoint(trainer, step, group, tag=STAGING, marker_extra={"best": info})
     if comm.is_main_process():

@@ -11,6 +11,8 @@ import torch
 
 from engine.weights import safe_load
 from engine.errors import ConfigError
+from engine.weights.exported import read_exported
+from engine import comm
 
 logger = logging.getLogger("engine")
 
@@ -24,8 +26,6 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     """
     if not os.path.isfile(path):
         raise ConfigError(f"trainer.weights: file not found: {path}")
-    from engine.weights.exported import read_exported
-
     if path.endswith((".safetensors", ".index.json")):
         return read_exported(path)  # tied names written once by convert_ckpt.py come back here
     state = safe_load.load(path)
@@ -88,8 +88,6 @@ def _is_zero3(network: torch.nn.Module) -> bool:
 def _load_zero3(network: torch.nn.Module, state: Dict[str, torch.Tensor]) -> None:
     """One module at a time, so peak memory is one module's full weights, not the model's."""
     import deepspeed
-
-    from engine import comm
 
     for prefix, module in network.named_modules():
         params = list(module.parameters(recurse=False))
