@@ -14,7 +14,6 @@ from engine.errors import EngineError
 from engine.events.hooks import HookBase
 from engine.trainer.hooks import EvalHook
 from engine.checkpoint.state import new_sync_group
-from engine.checkpoint.saver import save_checkpoint
 
 logger = logging.getLogger("engine")
 
@@ -79,6 +78,8 @@ class BestCheckpointHook(HookBase):
 
 def save_best(trainer: Any, step: int, info: Dict[str, Any], group: Any = None) -> str:
     """Save ``best.new`` through the normal checkpoint sequence, then rename it to ``best``."""
+    from engine.checkpoint.saver import save_checkpoint  # lazy: heavy, deepspeed comes with checkpoint.async_writer
+
     root = layout.checkpoint_root(trainer.cfg.OUTPUT_DIR)
     save_checkpoint(trainer, step, group, tag=STAGING, marker_extra={"best": info})
     if comm.is_main_process():

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, Mapping
 from engine.errors import EngineError
-from engine.checkpoint.resume import resume_or_load
 
 logger = logging.getLogger("engine")
 
@@ -89,4 +88,6 @@ class SeedTrainerSurface:
 
     def resume_or_load(self, resume: bool = False) -> None:
         """Resume from the newest complete checkpoint, or load ``trainer.weights``."""
+        from engine.checkpoint.resume import resume_or_load  # lazy: heavy, deepspeed comes with checkpoint.async_writer (via saver)
+
         resume_or_load(self, resume)

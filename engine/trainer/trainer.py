@@ -25,8 +25,6 @@ from engine.events.window import reduce_mean
 from engine.trainer.hooks import register_hooks
 from engine.trainer.seed_surface import SeedTrainerSurface
 from engine.utils.signature import positional_capacity
-from engine.trainer.hook_registry import default_hooks
-from engine.checkpoint.saver import find_checkpoint_hook, save_checkpoint
 
 logger = logging.getLogger("engine")
 
@@ -138,6 +136,8 @@ class BaseTrainer(SeedTrainerSurface):
 
     def build_hooks(self) -> List[HookBase]:
         """Default hooks plus ``trainer.hooks``, in the order they run (engine.trainer.hook_registry says why)."""
+        from engine.trainer.hook_registry import default_hooks  # lazy: heavy, deepspeed comes with checkpoint.async_writer
+
         return default_hooks(self)
 
     # ---- seed callbacks ----------------------------------------------------------------------
@@ -213,6 +213,8 @@ class BaseTrainer(SeedTrainerSurface):
             logger.warning(f"step {step}: non-finite loss or gradients; the update was skipped on every rank "
                            f"({count} skipped so far)")
             return
+        from engine.checkpoint.saver import save_checkpoint  # lazy: heavy, deepspeed comes with checkpoint.async_writer
+
         hook = self.checkpoint_hook
         if hook is not None:
             hook.wait()  # an asynchronous save in flight completes first (rotation must not race it)
@@ -288,6 +290,8 @@ class BaseTrainer(SeedTrainerSurface):
     @property
     def checkpoint_hook(self) -> Any:
         """The ``CheckpointHook`` among ``self.hooks`` (None if a subclass's build_hooks left it out)."""
+        from engine.checkpoint.saver import find_checkpoint_hook  # lazy: heavy, deepspeed comes with checkpoint.async_writer
+
         return find_checkpoint_hook(self.hooks)
 
 def dataset_triple(cfg: Any, make: Callable[[Mapping[str, Any], str], Any]) -> Tuple[Any, Optional[Any], Optional[Any]]:
