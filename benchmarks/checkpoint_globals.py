@@ -2,7 +2,7 @@
 
     python benchmarks/checkpoint_globals.py [--work DIR] [--only NAME ...]
 
-Why: ``engine.checkpoint.safe_load`` unpickles every checkpoint file with ``weights_only=True``
+Why: ``engine.weights.safe_load`` unpickles every checkpoint file with ``weights_only=True``
 and an explicit allow-list. The allow-list must hold exactly what DeepSpeed's and engine's own
 ``save_checkpoint`` write, no more. This script trains each layout for two steps on two CPU ranks
 (the test projects under ``tests/assets`` and ``examples/gan_digits``), converts one ZeRO tag to
@@ -29,8 +29,9 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from engine.checkpoint import safe_load, universal  # noqa: E402
-from engine.schedule.launch import free_port  # noqa: E402
+from engine.checkpoint import universal  # noqa: E402
+from engine.weights import safe_load  # noqa: E402
+from engine.launch import free_port  # noqa: E402
 
 TOY = REPO / "tests" / "assets" / "toy"
 LARGE = REPO / "tests" / "assets" / "large"

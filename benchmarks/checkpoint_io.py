@@ -151,7 +151,7 @@ def main() -> None:
     work = args.workdir or tempfile.mkdtemp(prefix="ckpt_io_")
     if args.save_only is not None:
         os.environ.update({"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"})
-        from engine.schedule.launch import free_port
+        from engine.launch import free_port
 
         os.environ.setdefault("MASTER_PORT", str(free_port()))
         print("RESULT " + json.dumps(measure_save(work, args.params_m, args.save_only)))

@@ -75,7 +75,7 @@ def main() -> None:
     if args.worker_stage is not None:
         print("EMA_RESULT " + json.dumps(worker(args.worker_stage, args.params_m)), flush=True)
         return
-    from engine.schedule.launch import free_port
+    from engine.launch import free_port
 
     rows = []
     for stage in (0, 3):

@@ -60,7 +60,7 @@ if str(REPO) not in sys.path:
 from engine.checkpoint import layout  # noqa: E402
 from engine.checkpoint.async_writer import FAULT_WRITE_DELAY_ENV  # noqa: E402
 from engine.checkpoint.saver import FAULT_SAVE_DELAY_ENV  # noqa: E402
-from engine.schedule.launch import free_port  # noqa: E402
+from engine.launch import free_port  # noqa: E402
 
 WORLD = 2
 RESUMED = re.compile(r"resumed from (\S+) at step (\d+)")

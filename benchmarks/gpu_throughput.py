@@ -45,7 +45,7 @@ sys.path.insert(0, os.path.join(REPO, "examples", "gpt"))
 import torch  # noqa: E402
 
 import gpt  # noqa: E402  (registers StdlibText, TinyGPT, GPTModel)
-from engine.trainer.hooks import HookBase  # noqa: E402
+from engine.events.hooks import HookBase  # noqa: E402
 
 #: dense bf16 tensor-core peaks (TFLOP/s, no sparsity) by a substring of the device name
 PEAK_BF16_TFLOPS = {"H200": 989.4, "H100 PCIe": 756.0, "H100": 989.4, "A100": 312.0, "L40S": 362.1, "A10G": 70.0}
@@ -168,8 +168,8 @@ def worker(args: argparse.Namespace) -> None:
     import copy
 
     from engine.config import build_cfg
-    from engine.schedule import launch
-    from engine.schedule.plan import build_run_plan
+    from engine import launch
+    from engine.runplan.plan import build_run_plan
 
     info = launch.read_launch_env()
     device = launch.select_device("auto")
@@ -245,7 +245,7 @@ def main() -> None:
         vars(args).update(json.loads(args.worker))
         worker(args)
         return
-    from engine.schedule.launch import free_port
+    from engine.launch import free_port
 
     passed = ["--runs", str(args.runs), "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch", str(args.batch),
               "--precision", args.precision, "--text-bytes", str(args.text_bytes),

@@ -48,7 +48,7 @@ from engine.data.build import BUILD_DATASET_REGISTRY  # noqa: E402
 from engine.data.dataset import EngineDataSet  # noqa: E402
 from engine.model.base_model import BaseModel  # noqa: E402
 from engine.model.build import BUILD_MODEL_REGISTRY, BUILD_NETWORK_REGISTRY  # noqa: E402
-from engine.trainer.hooks import HookBase  # noqa: E402
+from engine.events.hooks import HookBase  # noqa: E402
 
 
 @BUILD_DATASET_REGISTRY.register()
@@ -259,8 +259,8 @@ def worker(args: argparse.Namespace) -> None:
 
     from engine.config import build_cfg
     from engine.log.logger import setup_logger
-    from engine.schedule import launch
-    from engine.schedule.plan import build_run_plan
+    from engine import launch
+    from engine.runplan.plan import build_run_plan
 
     info = launch.read_launch_env()
     device = launch.select_device("auto")
@@ -344,7 +344,7 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
-    from engine.schedule.launch import free_port
+    from engine.launch import free_port
 
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; {args.runs} runs × {args.steps} "
           f"steps each, warm-up {args.warmup}, batch {args.batch}/rank, {args.zero}, {args.threads or 'default'} thread(s)/rank"

@@ -160,7 +160,7 @@ def main() -> None:
     if args.worker is not None:
         print("ZMEM " + json.dumps(worker(int(args.worker[0]), args.worker[1], args.params_m)), flush=True)
         return
-    from engine.schedule.launch import free_port
+    from engine.launch import free_port
 
     rows: List[Dict[str, Any]] = []
     for dtype in args.dtypes:

@@ -14,7 +14,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         usage = "\n".join(f"  {name:<6} {text}" for name, text in _COMMANDS.items())
         print(f"usage: engine COMMAND ...\n\ncommands:\n{usage}", file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
-    from engine.plan import main as plan_main  # the command's own imports (torch) only when it runs
+    from engine.plan import main as plan_main  # lazy: heavy (torch, deepspeed), imported only when the command runs
 
     plan_main(argv[1:])
 

@@ -11,6 +11,9 @@ import os
 import platform
 import sys
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
+from engine.runplan.ds_config import summarize
+from engine.config import get_cfg
+from engine.runplan.plan import build_run_plan
 
 
 def _version(module: str) -> str:
@@ -46,8 +49,6 @@ def collect_env(ds_config: Optional[Mapping[str, Any]] = None, world_size: Optio
     rows.append(("CPU", f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores"))
     rows.append(("world size", str(world_size if world_size is not None else os.environ.get("WORLD_SIZE", "1"))))
     if ds_config is not None:
-        from engine.schedule.ds_config import summarize
-
         rows.append(("DeepSpeed config", summarize(ds_config)))
     return rows
 
@@ -66,9 +67,6 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     ds_config = None
     if args.config_file:
         import torch
-
-        from engine.config import get_cfg
-        from engine.schedule.plan import build_run_plan
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
         plan = build_run_plan(get_cfg(args.config_file), rank=0, world_size=args.world_size, device=device)

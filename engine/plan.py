@@ -29,8 +29,10 @@ from engine.config.checks import discriminator_plan
 from engine.config.node import to_plain
 from engine.config.provenance import Provenance, trace_config
 from engine.errors import EngineError
-from engine.schedule.memory import ModelStateMemory, NetworkSize, model_state_memory
-from engine.schedule.plan import D_PREFIX, GENERATOR, RunPlan, build_run_plan
+from engine.runplan.memory import ModelStateMemory, NetworkSize, model_state_memory
+from engine.runplan.plan import D_PREFIX, GENERATOR, RunPlan, build_run_plan
+from engine.model.build import build_network
+from engine.model.run_plan import declared_layer_specs
 
 EXIT_BAD_INPUT = 2
 
@@ -112,8 +114,6 @@ def meta_construction() -> Iterator[None]:
 
 def network_sizes(cfg: CfgNode) -> Dict[str, Any]:
     """Engine name → NetworkSize from a meta-device build, or the reason it could not be built."""
-    from engine.model.build import build_network  # the registry: the user's classes must be imported
-
     specs: List[Tuple[str, Mapping[str, Any], str]] = [(GENERATOR, cfg.TRAINER.MODEL.GENERATOR, "trainer.model.generator")]
     specs += [(D_PREFIX + name, spec, f"trainer.model.discriminator[{name}]") for name, spec, _, _ in discriminator_plan(cfg)]
     sizes: Dict[str, Any] = {}
@@ -149,8 +149,6 @@ def build_report(args: argparse.Namespace) -> Dict[str, Any]:
     if args.world_size < 1 or args.nodes < 1 or args.world_size % args.nodes:
         raise EngineError(f"--world-size {args.world_size} --nodes {args.nodes}: the world size must be a positive "
                           "multiple of the number of nodes")
-    from engine.model.run_plan import declared_layer_specs  # imports torch: after the config check
-
     plan = build_run_plan(cfg, rank=0, world_size=args.world_size, device=plan_device(args.device or cfg.TRAINER.DEVICE),
                           nodes=args.nodes, provenance=provenance, layer_specs=declared_layer_specs(cfg))
     sizes = network_sizes(cfg)

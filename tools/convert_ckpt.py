@@ -9,7 +9,7 @@ Above ``--max-shard-size`` the output is Hugging Face's layout: ``<stem>-00001-o
 plus ``<stem>.<ext>.index.json`` (``weight_map``, ``metadata.total_size``), index written last.
 ZeRO 1-3 shards are merged with DeepSpeed's ``zero_to_fp32`` (lazily for ZeRO-3); no GPU and no
 process group are needed. Tied parameters are written once and listed as ``tied`` in the
-metadata; ``engine.checkpoint.export.read_exported(path)`` restores them, so
+metadata; ``engine.weights.exported.read_exported(path)`` restores them, so
 ``net.load_state_dict(read_exported(path), strict=True)`` works for a file or an index. A
 single-file export without tied parameters also loads with ``safetensors.torch.load_file`` /
 ``torch.load(...)["state_dict"]`` and as ``trainer.weights``. Incomplete tags are refused;
@@ -27,7 +27,7 @@ from typing import List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from engine.checkpoint import safe_load  # noqa: E402
+from engine.weights import safe_load  # noqa: E402
 from engine.checkpoint.export import (  # noqa: E402
     DTYPES, FORMATS, ExportError, ema_state, lazy_state, parse_size, resolve, write_export,
 )

@@ -8,7 +8,7 @@ one says why (the same check resume and export make). For complete tags it reads
 marker and, without loading any tensor data into memory (files are memory-mapped), looks for
 optimizer state, LR scheduler state, EMA and each rank's RNG streams. Nothing is written.
 Files are unpickled with ``weights_only=True`` and engine's allow-list
-(``engine.checkpoint.safe_load``): a file naming any other type is refused, reported as such,
+(``engine.weights.safe_load``): a file naming any other type is refused, reported as such,
 and nothing from it runs. ``--trust-checkpoint`` loads such files anyway, for files you trust.
 Exit code 0; 2 when the path does not exist or holds no tag; 3 when a file was refused.
 """
@@ -24,7 +24,8 @@ from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from engine.checkpoint import layout, safe_load  # noqa: E402
+from engine.checkpoint import layout
+from engine.weights import safe_load  # noqa: E402
 
 RANK_FILE = "trainer_state_rank*.pt"
 

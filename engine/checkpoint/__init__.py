@@ -7,7 +7,7 @@ are ``engine.checkpoint.preempt``. Resume: ``engine.checkpoint.resume``. ZeRO ta
 export by ``engine.checkpoint.zero_stream``.
 Export: ``tools/convert_ckpt.py`` over ``engine.checkpoint.export`` (dtype, format, Hugging Face
 shards + index, tied parameters once, lazy ZeRO-3 reads). Inspect: ``tools/inspect_ckpt.py``.
-Every file is unpickled through ``engine.checkpoint.safe_load`` (``weights_only=True`` and an
+Every file is unpickled through ``engine.weights.safe_load`` (``weights_only=True`` and an
 allow-list, DeepSpeed's own loads included); ``--trust-checkpoint`` is the explicit opt-out.
 
 Why resume is exact: the sampler's position is a number (``steps × train_per_batch``) and

@@ -24,13 +24,19 @@ import json
 import logging
 import os
 import re
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
-from engine.checkpoint import layout, safe_load
+from engine.checkpoint import layout
+from engine.weights import safe_load
 from engine.checkpoint.zero_stream import StreamError, zero_state
 from engine.utils.fileio import atomic_write, atomic_write_text
+# the reader of these files moved to engine.weights.exported (pretrained loading reads them too); kept here
+from engine.weights.exported import iter_exported, read_exported  # noqa: F401
+from engine.model.pipeline import pipeline_state_dict
+from engine.model.tensor_parallel import merge_tp_shards
+from engine.model.ema import consolidate_ema
 
 logger = logging.getLogger("engine")
 
@@ -90,12 +96,8 @@ def lazy_state(tag_dir: str, network: str) -> Dict[str, Any]:
         raise ExportError(f"{tag_dir} has no network {network!r}; it holds {info.get('engines')}")
     pieces = info.get("export", {}).get(network, {})
     if "pipeline_key_map" in pieces:  # one file per layer, under pipeline keys
-        from engine.model.pipeline import pipeline_state_dict
-
         return pipeline_state_dict(os.path.join(tag_dir, network), pieces["pipeline_key_map"])
     if "tp_specs" in pieces:  # each tensor-parallel rank holds column/row shards of the weights
-        from engine.model.tensor_parallel import merge_tp_shards
-
         tp_size = int(pieces["tp_size"])
         if int(info.get("zero_stage", 0)) == 3:
             shards = _zero3_tp_shards(os.path.join(tag_dir, network), tp_size)
@@ -173,8 +175,6 @@ def _zero3_tp_shards(engine_dir: str, tp_size: int) -> List[Dict[str, torch.Tens
 
 def ema_state(tag_dir: str) -> Dict[str, torch.Tensor]:
     """The generator's EMA from the per-rank state files (ZeRO-3 ranks hold one shard each)."""
-    from engine.model.ema import consolidate_ema
-
     info = _checked_marker(tag_dir)
     if not info.get("ema"):
         raise ExportError(f"{tag_dir} holds no EMA (trained with solver.ema.enabled off?)")
@@ -340,41 +340,3 @@ def write_export(state: Mapping[str, Any], out: str, *, fmt: str = "safetensors"
     body = {"metadata": dict(meta, total_size=total, tied=tied), "weight_map": weight_map}
     atomic_write_text(index, json.dumps(body, indent=2))  # written last: the index says the shard set is whole
     return files + [index]
-
-
-def _read_one(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
-    if path.endswith(".safetensors"):
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        with safe_open(path, framework="pt") as f:
-            meta = f.metadata() or {}
-        return load_file(path), meta
-    obj = safe_load.load(path)
-    return obj["state_dict"], obj.get("meta", {})
-
-
-def iter_exported(path: str) -> Iterator[Tuple[str, torch.Tensor]]:
-    """(name, tensor) of an export, one file at a time (an index walks its shards in order)."""
-    if path.endswith(".index.json"):
-        with open(path, encoding="utf-8") as f:
-            weight_map = json.load(f)["weight_map"]
-        folder = os.path.dirname(os.path.abspath(path))
-        for shard in dict.fromkeys(weight_map.values()):
-            yield from _read_one(os.path.join(folder, shard))[0].items()
-    else:
-        yield from _read_one(path)[0].items()
-
-
-def read_exported(path: str) -> Dict[str, torch.Tensor]:
-    """The whole state dict of an export (file or ``*.index.json``), tied names restored."""
-    if path.endswith(".index.json"):
-        with open(path, encoding="utf-8") as f:
-            tied = json.load(f)["metadata"].get("tied", {})
-        state = dict(iter_exported(path))
-    else:
-        state, meta = _read_one(path)
-        tied = json.loads(meta.get("tied", "{}"))
-    for alias, name in tied.items():
-        state[alias] = state[name]
-    return state

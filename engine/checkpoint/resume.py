@@ -7,10 +7,13 @@ import os
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from engine import comm
-from engine.checkpoint import layout, safe_load
+from engine.checkpoint import layout
+from engine.weights import safe_load
 from engine.checkpoint.state import restore_rng
-from engine.checkpoint.weights import load_weights
+from engine.weights.pretrained import load_weights
 from engine.errors import EngineError
+from engine.checkpoint.saver import find_checkpoint_hook
+from engine.checkpoint import universal
 
 logger = logging.getLogger("engine")
 
@@ -126,8 +129,6 @@ def load_checkpoint(trainer: Any, tag_dir: str) -> None:
             load_extra(own.get("model", {}))
         rng = own["rng"]
     trainer.load_state_dict(own["trainer"])
-    from engine.checkpoint.saver import find_checkpoint_hook  # lazy as before: saver imports engine.trainer.hooks
-
     hook = find_checkpoint_hook(trainer.hooks)
     if hook is not None:
         hook.pending_rng = rng
@@ -146,8 +147,6 @@ def _load_resized(trainer: Any, tag_dir: str, info: Dict[str, Any], old_world: i
     ``BaseTrainer.load_state_dict``); RNG streams are reseeded from (seed, rank, step),
     because a saved stream belongs to a rank that may not exist any more.
     """
-    from engine.checkpoint import universal
-
     world, rank = comm.get_world_size(), comm.get_rank()
     logger.warning(f"--resume: {tag_dir} was saved by {old_world} ranks, this run has {world}: "
                    f"ZeRO stage {info.get('zero_stage')} engines load through DeepSpeed's universal checkpoint "

@@ -20,7 +20,8 @@ from engine.checkpoint.async_writer import BackgroundWriter, CapturingCheckpoint
 from engine.checkpoint.preempt import EXIT_REQUEUE, NO_REQUEST, StopRequests
 from engine.checkpoint.state import capture_rng, check_ranks_agree, new_sync_group, restore_rng
 from engine.errors import EngineError
-from engine.trainer.hooks import PeriodicHook
+from engine.events.hooks import PeriodicHook
+from engine.launch import shutdown_distributed
 
 logger = logging.getLogger("engine")
 
@@ -353,8 +354,6 @@ def _stop_now(step: int, why: str, code: int) -> None:
     The signal handlers stay installed to the end: a signal that arrives now is recorded
     and ignored instead of killing a rank in the middle of the final barrier.
     """
-    from engine.schedule.launch import shutdown_distributed
-
     logger.info(f"stopping after step {step} ({why}); resume with --resume auto")
     shutdown_distributed(barrier=True)
     logging.shutdown()

@@ -34,9 +34,11 @@ import numpy as np
 import torch
 
 from engine import comm
-from engine.checkpoint import layout, safe_load
+from engine.checkpoint import layout
+from engine.weights import safe_load
 from engine.checkpoint.state import capture_rng, new_sync_group, restore_rng
 from engine.errors import EngineError
+from engine.model.ema import consolidate_ema
 
 logger = logging.getLogger("engine")
 
@@ -221,8 +223,6 @@ def carry_extra_state(model: Any, tag_dir: str, old_world: int, rank0_state: Map
 
 
 def _reshard_ema(ema: Any, tag_dir: str, old_world: int, saved: Mapping[str, Any]) -> Dict[str, Any]:
-    from engine.model.ema import consolidate_ema
-
     if not (saved.get("sharded") and ema.sharded):
         raise ValueError("saved and current EMA differ in sharding (ZeRO stage changed)")
     states = [safe_load.load(layout.rank_state_file(tag_dir, r))["model"]["ema"] for r in range(old_world)]

@@ -19,7 +19,7 @@ Layouts (what DeepSpeed's optimizers save, ``optimizer_state_dict``):
   of ``ceil(numel / world)`` elements (the last rank's slice padded); a rank's groups are
   consecutive pieces of that one sequence.
 
-Every file is read memory-mapped through ``engine.checkpoint.safe_load`` (``weights_only=True``
+Every file is read memory-mapped through ``engine.weights.safe_load`` (``weights_only=True``
 with engine's allow-list of the few DeepSpeed data types its files hold).
 """
 
@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 
-from engine.checkpoint import safe_load
+from engine.weights import safe_load
 
 _OPTIM_FILE = re.compile(r"^(?:bf16_)?zero_pp_rank_(\d+)_mp_rank_00_optim_states\.pt$")
 _MODEL_FILE_Z3 = re.compile(r"^zero_pp_rank_(\d+)_mp_rank_00_model_states\.pt$")

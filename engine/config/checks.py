@@ -6,6 +6,7 @@ import copy
 from typing import Any, Dict, List, Mapping, Tuple
 
 from engine.errors import ConfigError
+from engine.config.defaults import NETWORK_SOLVER
 
 
 def check_consistency(cfg: Dict[str, Any]) -> None:
@@ -79,8 +80,6 @@ def check_discriminators(cfg: Dict[str, Any]) -> None:
     ``dict(name=..., params=dict(optimizer=..., lr_scheduler=..., clip_gradients=...))`` with
     exactly one entry per discriminator name.
     """
-    from engine.config.defaults import NETWORK_SOLVER
-
     names = [n for n, _ in discriminator_names(cfg["trainer"]["model"]["discriminator"])]
     spec = cfg["solver"]["discriminator"]
     if not names:

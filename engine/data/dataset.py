@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Optional
 from torch.utils.data import Dataset
 
 from engine.data.build import current_config_path
+from engine.transforms.build import build_transforms
 
 
 class EngineDataSet(Dataset):
@@ -23,8 +24,6 @@ class EngineDataSet(Dataset):
 
     def __init__(self, transformer: Optional[List[Dict[str, Any]]] = None) -> None:
         super().__init__()
-        from engine.transforms.build import build_transforms  # keeps engine.data importable alone
-
         self.data_pipeline = build_transforms(
             list(transformer or []), where=f"{current_config_path()}.transformer", dataset=self
         )

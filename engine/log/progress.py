@@ -12,7 +12,7 @@ import sys
 from typing import Any, Dict, List, Optional, Tuple
 
 from engine import comm
-from engine.trainer.hooks import LoggerHook
+from engine.log.logger_hook import LoggerHook
 
 logger = logging.getLogger("engine")
 

@@ -26,7 +26,10 @@ import torch
 
 from engine import comm
 from engine.log.monitor import GpuMonitor, cpu_rss_gb
-from engine.trainer.hooks import PeriodicHook, StepWindow
+from engine.events.hooks import PeriodicHook
+from engine.events.window import StepWindow
+from engine.config.node import to_plain
+from engine.runplan.ds_config import summarize
 
 logger = logging.getLogger("engine")
 
@@ -66,9 +69,6 @@ class TensorboardHook(PeriodicHook):
 
     def _write_text_at_start(self) -> None:
         import yaml
-
-        from engine.config.node import to_plain
-        from engine.schedule.ds_config import summarize
 
         trainer = self.trainer
         text = yaml.safe_dump(to_plain(trainer.cfg), sort_keys=False, default_flow_style=False)

@@ -2,7 +2,7 @@
 
 Both return the total as a tensor, which is what a model's ``run_step`` hands back, and
 keep each weighted term by name (``loss1/CrossEntropyLoss``) in ``last_terms``; the terms
-also go to ``engine.log.storage.put_scalar``, so a trainer logs every term without the
+also go to ``engine.events.storage.put_scalar``, so a trainer logs every term without the
 model having to return them.
 """
 
@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from torch import Tensor, nn
 
 from engine.errors import ConfigError
-from engine.log.storage import put_scalar
+from engine.events.storage import put_scalar
 from engine.loss.base import LossInputError, shape_str
 from engine.loss.build import build_loss
 from engine.utils.suggest import did_you_mean

@@ -18,7 +18,7 @@ from engine.model import pipeline as pipe  # pipeline
 from engine.model.tensor_parallel import check_network_specs, layer_specs  # tensor parallel
 from engine.model.activation_checkpointing import activation_checkpointing_requested, apply_activation_checkpointing
 from engine.model.seed_surface import SeedModelSurface
-from engine.schedule.plan import GENERATOR, RunPlan
+from engine.runplan.plan import GENERATOR, RunPlan
 
 
 class BaseModel(SeedModelSurface):

@@ -10,7 +10,7 @@ from typing import Any, Mapping, Optional
 
 import torch
 
-from engine.schedule.ds_config import uses_client_optimizer
+from engine.runplan.ds_config import uses_client_optimizer
 from engine.model.precision import align_norm_buffers
 from engine.solver import build_optimizer, lr_scheduler_factory
 

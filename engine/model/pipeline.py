@@ -30,10 +30,10 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
-from engine.checkpoint import safe_load
+from engine.weights import safe_load
 from engine.errors import EngineError
 from engine.model.precision import to_device
-from engine.schedule.ds_config import pipeline_stages
+from engine.runplan.ds_config import pipeline_stages
 
 
 def to_pipeline_module(network: torch.nn.Module, ds_config: Mapping[str, Any], loss_fn: Callable[..., Any]) -> Any:

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import nn
 
-from engine.schedule.ds_config import precision_name
+from engine.runplan.ds_config import precision_name
 
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}

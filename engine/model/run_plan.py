@@ -1,6 +1,6 @@
 """The run plan as model bundles and the trainer find it: the active one, or one for this live process.
 
-Under ``BaseScheduler`` a plan is always active (``engine.schedule.plan.use_run_plan``). A
+Under ``BaseScheduler`` a plan is always active (``engine.runplan.plan.use_run_plan``). A
 model bundle or trainer built by hand (a notebook, a benchmark calling ``build_trainer``)
 gets a plan built the same way for the process it runs in, so both paths read one object.
 """
@@ -12,8 +12,8 @@ from typing import Any, Dict, List, Mapping
 from engine import comm
 from engine.config.checks import discriminator_plan
 from engine.model.build import BUILD_NETWORK_REGISTRY
-from engine.schedule.launch import select_device
-from engine.schedule.plan import D_PREFIX, GENERATOR, RunPlan, active_run_plan, build_run_plan
+from engine.launch import select_device
+from engine.runplan.plan import D_PREFIX, GENERATOR, RunPlan, active_run_plan, build_run_plan
 
 
 def declared_layer_specs(cfg: Mapping[str, Any]) -> Dict[str, List[Mapping[str, Any]]]:

@@ -13,7 +13,7 @@ from typing import Any, Dict, Mapping, Optional
 
 import yaml
 
-from engine.checkpoint.weights import load_state
+from engine.weights.pretrained import load_state
 from engine.config.node import to_plain
 from engine.errors import EngineError
 from engine.model.tensor_parallel import gathered_state_dict

@@ -14,7 +14,7 @@ declares its own (why: the network's author knows which layers pair up):
                               {"patterns": [r".*\\.down\\.weight$"], "partition_type": "row"}]
 
 which the run plan puts into ``partition_config`` (``use_default_specs: false``); it also
-leaves ``train_batch_size`` out of the DeepSpeed config (engine.schedule.plan says why).
+leaves ``train_batch_size`` out of the DeepSpeed config (engine.runplan.plan says why).
 
 Export: a TP checkpoint holds one shard per TP rank (``mp_rank_XX_model_states.pt``);
 ``merge_tp_shards`` concatenates them back by the same specs (column: dim 0 of weight and
@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import torch
 
 from engine.errors import EngineError
-from engine.schedule.ds_config import autotp_size
+from engine.runplan.ds_config import autotp_size
 
 
 def check_network_specs(ds_config: Mapping[str, Any], network: torch.nn.Module, where: str) -> None:

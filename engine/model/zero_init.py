@@ -16,7 +16,7 @@ construction writes into empty partitions and is silently lost. ``apply_gathered
 pass made safe.
 
 Pretrained weights (``trainer.weights``) then go in module by module through
-``engine.checkpoint.weights.load_weights``, which gathers one module, lets rank 0 copy and
+``engine.weights.pretrained.load_weights``, which gathers one module, lets rank 0 copy and
 re-partitions it: peak memory is one module's full weights, not the model's.
 """
 
@@ -27,7 +27,7 @@ from typing import Any, Callable, ContextManager, List, Mapping
 
 from torch import nn
 
-from engine.schedule.ds_config import zero_stage
+from engine.runplan.ds_config import zero_stage
 
 
 def zero_init_enabled(ds_config: Mapping[str, Any], switch: bool) -> bool:

@@ -16,11 +16,18 @@ from typing import Any, Mapping
 from engine.checkpoint.preempt import signal_numbers
 from engine.config.checks import discriminator_plan
 from engine.errors import ConfigError
-from engine.schedule.ds_constructors import check_deepspeed_optimizer, check_deepspeed_scheduler
-from engine.schedule.ds_file import deepspeed_side, is_written
-from engine.schedule.ds_schema import check_ds_config
-from engine.schedule.plan import D_PREFIX, GENERATOR, build_run_plan
+from engine.runplan.ds_constructors import check_deepspeed_optimizer, check_deepspeed_scheduler
+from engine.runplan.ds_file import deepspeed_side, is_written
+from engine.runplan.ds_schema import check_ds_config
+from engine.runplan.plan import D_PREFIX, GENERATOR, build_run_plan
 from engine.utils.registry import check_signature
+import engine.transforms  # noqa: F401  (registers the transforms; engine.trainer.build registers BaseTrainer)
+from engine.data.build import BUILD_DATASET_REGISTRY
+from engine.model.build import BUILD_MODEL_REGISTRY, BUILD_NETWORK_REGISTRY
+from engine.trainer.build import BUILD_TRAINER_REGISTRY
+from engine.transforms.build import build_transforms
+from engine.loss.pipe import LossKeyCompose
+from engine.solver import build_optimizer, deepspeed_optimizer_name, lr_scheduler_factory
 
 _DATA_SETS = ("train_data_set", "val_data_set", "test_data_set")
 
@@ -51,13 +58,6 @@ def preflight(cfg: Any, *, world_size: int = 1, device: str = "cpu") -> None:
     Raises:
         engine.errors.EngineError: naming the key path of the first problem found.
     """
-    import engine.transforms  # noqa: F401  (registers the transforms)
-    import engine.trainer.trainer  # noqa: F401  (registers BaseTrainer)
-    from engine.data.build import BUILD_DATASET_REGISTRY
-    from engine.model.build import BUILD_MODEL_REGISTRY, BUILD_NETWORK_REGISTRY
-    from engine.trainer.build import BUILD_TRAINER_REGISTRY
-    from engine.transforms.build import build_transforms
-
     BUILD_TRAINER_REGISTRY.get_at(cfg.TRAINER.NAME, "trainer")
     BUILD_MODEL_REGISTRY.get_at(cfg.TRAINER.MODEL.NAME, "trainer.model")
     networks = [(cfg.TRAINER.MODEL.GENERATOR, "trainer.model.generator")] + [
@@ -122,8 +122,6 @@ def _check_losses(cfg: Any) -> None:
     models read it; a section in another form belongs to the user's model and is left to it.
     Errors name the path the user wrote (``trainer.loss`` is the seed's spelling).
     """
-    from engine.loss.pipe import LossKeyCompose
-
     spec = cfg.TRAINER.MODEL.LOSS
     if not _is_loss_key_form(spec):
         return
@@ -155,8 +153,6 @@ def _check_optimizer(solver: Mapping[str, Any], where: str) -> None:
     """Build a client optimizer on a dummy parameter; DeepSpeed's own types are checked by ds_config."""
     import torch
 
-    from engine.solver import build_optimizer, deepspeed_optimizer_name
-
     spec = solver["optimizer"]
     if deepspeed_optimizer_name(spec["type"]) is None:
         build_optimizer(spec, [torch.nn.Parameter(torch.zeros(1))], where=f"{where}.optimizer")
@@ -168,8 +164,6 @@ def _check_lr_scheduler(cfg: Any, solver: Mapping[str, Any], where: str) -> None
     In epoch mode the length depends on the dataset, so a scheduler that leaves ``max_iter``
     to engine is checked when the model is built instead.
     """
-    from engine.solver import lr_scheduler_factory
-
     spec = solver["lr_scheduler"]
     if cfg.TRAINER.ENABLE_EPOCH_METHOD and "max_iter" not in (spec.get("params") or {}):
         return

@@ -10,15 +10,21 @@ import traceback
 from argparse import Namespace
 from typing import List, Optional
 
-from engine.checkpoint.safe_load import trust_checkpoints
+from engine.weights.safe_load import trust_checkpoints
 from engine.config import CfgNode, dump_cfg, get_cfg, user_key_paths
 from engine.config.provenance import trace_config
 from engine.errors import EngineError
-from engine.schedule import launch
+from engine import launch
 from engine.schedule.args import parse_args
 from engine.schedule.preflight import preflight
-from engine.schedule.ds_file import welcome_ds_file
-from engine.schedule.plan import RunPlan, build_run_plan, use_run_plan, write_plan_files
+from engine.runplan.ds_file import welcome_ds_file
+from engine.runplan.plan import RunPlan, build_run_plan, use_run_plan, write_plan_files
+from engine.trainer.build import build_trainer
+from engine.model.run_plan import declared_layer_specs
+from engine.schedule.user_code import reimport_user_modules
+from engine.log.logger import setup_logger
+from engine.collect_env import collect_env, format_env
+from engine.data.loader import worker_failure
 
 EXIT_BAD_INPUT = 2
 
@@ -70,14 +76,10 @@ class BaseScheduler:
 
     # ---- overridable steps of one worker -------------------------------------------------------
     def build_trainer(self, cfg: CfgNode):
-        from engine.trainer.build import build_trainer
-
         return build_trainer(cfg)
 
     def build_plan(self, cfg: CfgNode, info: launch.LaunchInfo, device: str) -> RunPlan:
         """The run plan of this rank: every derived fact, checked, before anything starts."""
-        from engine.model.run_plan import declared_layer_specs  # imports torch: not needed for --help
-
         nodes = max(1, info.world_size // max(1, info.local_world_size))
         return build_run_plan(cfg, rank=info.rank, world_size=info.world_size, device=device, nodes=nodes,
                               local_rank=info.local_rank, layer_specs=declared_layer_specs(cfg),
@@ -85,8 +87,6 @@ class BaseScheduler:
 
 
 def _spawned_worker(local_rank: int, scheduler: BaseScheduler, cfg: CfgNode, host: str, port: int) -> None:
-    from engine.schedule.user_code import reimport_user_modules
-
     reimport_user_modules()
     args = scheduler.args
     per_machine = args.num_gpus
@@ -107,8 +107,6 @@ def run_worker(scheduler: BaseScheduler, cfg: CfgNode) -> None:
     threads = launch.configure_threads(info)
     launch.init_distributed(info, device, shm_comm=cfg.DEEPSPEED.SHM_COMM, timeout_s=cfg.TRAINER.DIST_TIMEOUT)
     try:
-        from engine.log.logger import setup_logger
-
         logger = setup_logger(cfg.OUTPUT_DIR, cfg.OUTPUT_LOG_NAME, info.rank)
         if arch_note:
             logger.warning(arch_note)
@@ -121,8 +119,6 @@ def run_worker(scheduler: BaseScheduler, cfg: CfgNode) -> None:
         if own_keys:
             logger.info("config keys of your own, not read by engine: " + ", ".join(own_keys))
         if info.rank == 0:
-            from engine.collect_env import collect_env, format_env
-
             logger.info("environment:\n" + format_env(collect_env(plan.ds_config(), info.world_size)))
         seed_everything(cfg.SEED)  # same seed on every rank: identical initial weights
         with use_run_plan(plan):
@@ -138,8 +134,6 @@ def run_worker(scheduler: BaseScheduler, cfg: CfgNode) -> None:
             trainer.resume_or_load(scheduler.args.resume)
             trainer.loop()  # the seed's entry; BaseTrainer.loop runs train()
     except BaseException as exc:
-        from engine.data.loader import worker_failure
-
         clear = worker_failure(exc)  # a data-loader worker died: torch's error may surface anywhere
         peer_loss = _report_rank_failure(info, clear or exc)
         launch.shutdown_distributed(barrier=False)  # peers may be gone: no collective here

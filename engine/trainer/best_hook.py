@@ -11,7 +11,9 @@ from typing import Any, Dict, Optional
 from engine import comm
 from engine.checkpoint import layout
 from engine.errors import EngineError
-from engine.trainer.hooks import EvalHook, HookBase
+from engine.events.hooks import HookBase
+from engine.trainer.hooks import EvalHook
+from engine.checkpoint.state import new_sync_group
 
 logger = logging.getLogger("engine")
 
@@ -44,8 +46,6 @@ class BestCheckpointHook(HookBase):
         self._group: Any = None
 
     def before_train(self) -> None:
-        from engine.checkpoint.state import new_sync_group
-
         if self.trainer.val_loader is None:
             raise EngineError(f"solver.best_metric = {self.metric!r} needs a validation set (dataloader.val_data_set)")
         self._group = new_sync_group()
@@ -78,7 +78,7 @@ class BestCheckpointHook(HookBase):
 
 def save_best(trainer: Any, step: int, info: Dict[str, Any], group: Any = None) -> str:
     """Save ``best.new`` through the normal checkpoint sequence, then rename it to ``best``."""
-    from engine.checkpoint.saver import save_checkpoint
+    from engine.checkpoint.saver import save_checkpoint  # lazy: heavy, deepspeed comes with checkpoint.async_writer
 
     root = layout.checkpoint_root(trainer.cfg.OUTPUT_DIR)
     save_checkpoint(trainer, step, group, tag=STAGING, marker_extra={"best": info})

@@ -1,17 +1,15 @@
-"""The trainer registry and its builder."""
+"""The trainer builder; also the seed's import path of ``BUILD_TRAINER_REGISTRY``."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from engine.utils.registry import Registry
+import engine.trainer.trainer  # noqa: F401  (registers BaseTrainer before any lookup)
+from engine.trainer.registry import BUILD_TRAINER_REGISTRY
 
-BUILD_TRAINER_REGISTRY = Registry("TRAINER")
-BUILD_TRAINER_REGISTRY.__doc__ = "Trainers (BaseTrainer subclasses) by name; config: trainer.name."
+__all__ = ["BUILD_TRAINER_REGISTRY", "build_trainer"]
 
 
 def build_trainer(cfg: Any) -> Any:
     """The trainer named by ``trainer.name`` (BaseTrainer by default), built from the config."""
-    import engine.trainer.trainer  # noqa: F401  (registers BaseTrainer)
-
     return BUILD_TRAINER_REGISTRY.get_at(cfg.TRAINER.NAME, "trainer")(cfg)

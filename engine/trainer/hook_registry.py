@@ -27,7 +27,9 @@ from engine.checkpoint.saver import CheckpointHook
 from engine.log.progress import ProgressHook, use_progress_bar
 from engine.log.tensorboard import TensorboardHook
 from engine.trainer.best_hook import BestCheckpointHook
-from engine.trainer.hooks import EvalHook, HookBase, LoggerHook, SeedCallbacksHook
+from engine.events.hooks import HookBase
+from engine.log.logger_hook import LoggerHook
+from engine.trainer.hooks import EvalHook, SeedCallbacksHook
 from engine.utils.registry import Registry
 
 HOOK_REGISTRY = Registry("HOOK")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any, Dict, Mapping
+from engine.errors import EngineError
 
 logger = logging.getLogger("engine")
 
@@ -76,8 +77,6 @@ class SeedTrainerSurface:
         """
         per_step = self.cfg.SOLVER.TRAIN_PER_BATCH
         if state["samples_per_step"] != per_step:  # a dp_size change is fine: global_sample_index
-            from engine.errors import EngineError
-
             raise EngineError(f"--resume: the checkpoint was saved with solver.train_per_batch {state['samples_per_step']} "
                               f"on {state['dp_size']} data-parallel ranks; this run has {per_step} on {self.dp_size}")
         self.start_iter = self.iter = int(state["iteration"])
@@ -89,6 +88,6 @@ class SeedTrainerSurface:
 
     def resume_or_load(self, resume: bool = False) -> None:
         """Resume from the newest complete checkpoint, or load ``trainer.weights``."""
-        from engine.checkpoint.resume import resume_or_load
+        from engine.checkpoint.resume import resume_or_load  # lazy: heavy, deepspeed comes with checkpoint.async_writer (via saver)
 
         resume_or_load(self, resume)

@@ -14,13 +14,15 @@ from engine.data.build import build_dataset
 from engine.errors import EngineError
 from engine.data.loader import build_inference_loader, build_train_loader, next_batch
 from engine.data.samplers import GroupedTrainingSampler, TrainingSampler, aspect_ratio_groups
-from engine.log.storage import EventStorage
+from engine.events.storage import EventStorage
 from engine.model.base_model import split_step_output
 from engine.model.build import build_model
 from engine.model.run_plan import current_plan
-from engine.schedule.plan import GENERATOR, RunPlan, use_run_plan
-from engine.trainer.build import BUILD_TRAINER_REGISTRY
-from engine.trainer.hooks import HookBase, reduce_mean, register_hooks
+from engine.runplan.plan import GENERATOR, RunPlan, use_run_plan
+from engine.trainer.registry import BUILD_TRAINER_REGISTRY
+from engine.events.hooks import HookBase
+from engine.events.window import reduce_mean
+from engine.trainer.hooks import register_hooks
 from engine.trainer.seed_surface import SeedTrainerSurface
 from engine.utils.signature import positional_capacity
 
@@ -134,7 +136,7 @@ class BaseTrainer(SeedTrainerSurface):
 
     def build_hooks(self) -> List[HookBase]:
         """Default hooks plus ``trainer.hooks``, in the order they run (engine.trainer.hook_registry says why)."""
-        from engine.trainer.hook_registry import default_hooks
+        from engine.trainer.hook_registry import default_hooks  # lazy: heavy, deepspeed comes with checkpoint.async_writer
 
         return default_hooks(self)
 
@@ -211,7 +213,7 @@ class BaseTrainer(SeedTrainerSurface):
             logger.warning(f"step {step}: non-finite loss or gradients; the update was skipped on every rank "
                            f"({count} skipped so far)")
             return
-        from engine.checkpoint.saver import save_checkpoint
+        from engine.checkpoint.saver import save_checkpoint  # lazy: heavy, deepspeed comes with checkpoint.async_writer
 
         hook = self.checkpoint_hook
         if hook is not None:
@@ -288,7 +290,7 @@ class BaseTrainer(SeedTrainerSurface):
     @property
     def checkpoint_hook(self) -> Any:
         """The ``CheckpointHook`` among ``self.hooks`` (None if a subclass's build_hooks left it out)."""
-        from engine.checkpoint.saver import find_checkpoint_hook
+        from engine.checkpoint.saver import find_checkpoint_hook  # lazy: heavy, deepspeed comes with checkpoint.async_writer
 
         return find_checkpoint_hook(self.hooks)
 

@@ -5,7 +5,8 @@ The ``results`` dict convention is described in :mod:`engine.transforms.results`
 reference of every transform and parameter is ``docs/transforms.md``.
 """
 
-from engine.transforms.build import BUILD_TRANSFORMER_REGISTRY, build_transform, build_transforms
+from engine.transforms.registry import BUILD_TRANSFORMER_REGISTRY, build_transform
+from engine.transforms.build import build_transforms
 from engine.transforms.base import BaseTransform
 from engine.transforms.pipe import Compose, OneOf, RandomChoice
 from engine.transforms.pixel import (

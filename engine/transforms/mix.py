@@ -11,7 +11,7 @@ import numpy as np
 from engine.transforms import geometry as G
 from engine.transforms import results as R
 from engine.transforms.base import BaseTransform, check_number, config_error
-from engine.transforms.build import BUILD_TRANSFORMER_REGISTRY
+from engine.transforms.registry import BUILD_TRANSFORMER_REGISTRY
 
 _GRIDS: Dict[int, Tuple[int, int]] = {3: (1, 3), 4: (2, 2), 9: (3, 3)}
 

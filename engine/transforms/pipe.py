@@ -7,7 +7,7 @@ from typing import Any, Callable, List, Optional, Sequence
 import numpy as np
 
 from engine.transforms.base import BaseTransform, config_error
-from engine.transforms.build import BUILD_TRANSFORMER_REGISTRY, build_transform
+from engine.transforms.registry import BUILD_TRANSFORMER_REGISTRY, build_transform
 
 Transform = Callable[[dict], dict]
 

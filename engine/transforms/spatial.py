@@ -23,7 +23,7 @@ from engine.transforms.base import (
     BaseTransform, check_bool, check_choices, check_interpolation, check_number, check_size, choice,
     config_error, to_range, uniform,
 )
-from engine.transforms.build import BUILD_TRANSFORMER_REGISTRY
+from engine.transforms.registry import BUILD_TRANSFORMER_REGISTRY
 
 Size = Union[int, Tuple[int, int]]
 

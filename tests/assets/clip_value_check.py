@@ -7,7 +7,7 @@ import sys
 import torch
 
 from engine.model.engine_wrap import clip_grad_value_, wrap_network
-from engine.schedule import launch
+from engine import launch
 
 CLIP = 1e-3
 

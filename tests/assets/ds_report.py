@@ -10,7 +10,7 @@ import os
 
 from engine import comm
 from engine.trainer.hook_registry import HOOK_REGISTRY
-from engine.trainer.hooks import HookBase
+from engine.events.hooks import HookBase
 
 
 @HOOK_REGISTRY.register()

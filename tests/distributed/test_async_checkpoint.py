@@ -17,7 +17,7 @@ import torch
 
 from engine.checkpoint import layout
 from engine.checkpoint.async_writer import FAULT_WRITE_DELAY_ENV, BackgroundWriter, CapturingCheckpointEngine, snapshot
-from engine.schedule.launch import free_port
+from engine.launch import free_port
 from tests.distributed.test_resume import engine_tensors
 from tests.helpers import REPO, TOY, launcher_cmd, run_cli
 

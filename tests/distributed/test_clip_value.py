@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from engine.schedule.launch import free_port
+from engine.launch import free_port
 from tests.helpers import REPO, run_cli
 
 

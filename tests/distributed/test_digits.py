@@ -5,7 +5,7 @@ Also the loss library inside a real 2-process ZeRO-2 run: every LossKeyCompose t
 
 import pytest
 
-from engine.schedule.launch import free_port
+from engine.launch import free_port
 from tests.helpers import DIGITS, launcher_cmd, run_cli
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.schedule.launch import free_port
+from engine.launch import free_port
 from tests.helpers import REPO, TOY, launcher_cmd, run_cli
 
 STEPS = 6

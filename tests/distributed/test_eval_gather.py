@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from engine.schedule.launch import free_port
+from engine.launch import free_port
 from tests.helpers import TOY, launcher_cmd, read_records, run_cli
 
 # lr 0: both runs evaluate the same (initial) weights; 37 samples do not split evenly over 2 ranks

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from engine.checkpoint import layout
-from engine.schedule.launch import free_port
+from engine.launch import free_port
 from tests.helpers import REPO, TOY, launcher_cmd, run_cli
 
 LIMIT = REPO / "tests" / "assets" / "faulty" / "fsize_limit.py"

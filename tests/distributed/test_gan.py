@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.checkpoint import layout, safe_load
-from engine.schedule.launch import free_port
+from engine.checkpoint import layout
+from engine.weights import safe_load
+from engine.launch import free_port
 from tests.distributed.test_resume import zero3_padding_mask
 from tests.distributed.test_plan_ds_config import REPORT_HOOK, assert_ds_config_is_what_ran
 from tests.helpers import REPO, TOY, launcher_cmd, run_cli

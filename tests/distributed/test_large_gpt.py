@@ -2,7 +2,7 @@
 
 import pytest
 
-from engine.schedule.launch import free_port
+from engine.launch import free_port
 from tests.helpers import REPO, launcher_cmd, run_cli
 
 GPT = REPO / "examples" / "gpt"

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from engine.config import get_cfg
-from engine.schedule.ds_config import build_ds_config
+from engine.runplan.ds_config import build_ds_config
 from tests.distributed.test_large_zero3 import LARGE, run_large
 
 CASES = {

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from engine.model.pipeline import layer_key_map, pipeline_state_dict
-from engine.checkpoint.export import read_exported
+from engine.weights.exported import read_exported
 from tests.distributed.test_large_zero3 import run_large
 from tests.distributed.test_plan_ds_config import REPORT_HOOK, assert_ds_config_is_what_ran
 from tests.helpers import REPO, run_cli
@@ -58,7 +58,7 @@ def test_pipeline_matches_plain_run_resumes_and_exports(tmp_path):
 def test_pipeline_config_checks_and_data_layout():
     from engine.config import get_cfg
     from engine.errors import ConfigError
-    from engine.schedule.plan import build_run_plan
+    from engine.runplan.plan import build_run_plan
     from tests.distributed.test_large_zero3 import LARGE
 
     def plans(*opts, world_size=4):

@@ -13,8 +13,8 @@ import sys
 import pytest
 import torch
 
-from engine.checkpoint import safe_load
-from engine.checkpoint.export import read_exported
+from engine.weights import safe_load
+from engine.weights.exported import read_exported
 from engine.model.tensor_parallel import merge_tp_shards
 from tests.distributed.test_large_zero3 import run_large
 from tests.distributed.test_plan_ds_config import REPORT_HOOK, assert_ds_config_is_what_ran
@@ -89,7 +89,7 @@ def test_tensor_parallel_zero3_trains_resumes_and_exports(tmp_path):
 def test_network_specs_fill_only_a_missing_partition_config():
     from engine.config import get_cfg
     from engine.model.run_plan import declared_layer_specs
-    from engine.schedule.plan import build_run_plan
+    from engine.runplan.plan import build_run_plan
     from tests.distributed.test_large_zero3 import LARGE
     import large
 

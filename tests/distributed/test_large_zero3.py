@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.schedule.launch import free_port
+from engine.launch import free_port
 from tests.helpers import REPO, launcher_cmd, read_records, run_cli
 
 LARGE = REPO / "tests" / "assets" / "large"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from engine.schedule.launch import free_port
+from engine.launch import free_port
 from tests.helpers import TOY, launcher_cmd, read_records, run_cli
 
 CASES = [("torchrun", 0), ("torchrun", 1), ("torchrun", 2), ("torchrun", 3), ("deepspeed", 2), ("deepspeed", 3)]

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from engine.schedule.launch import free_port
+from engine.launch import free_port
 from tests.helpers import TOY, launcher_cmd, read_records, run_cli
 
 

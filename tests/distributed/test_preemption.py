@@ -18,7 +18,7 @@ from engine.checkpoint import layout
 from engine.checkpoint.preempt import EXIT_REQUEUE, STOP_NOW, SignalFlag, StopRequests, signal_numbers
 from engine.errors import ConfigError
 from engine.schedule.args import parse_args
-from engine.schedule.launch import free_port
+from engine.launch import free_port
 from tests.distributed.test_resume import engine_tensors
 from tests.helpers import TOY, launcher_cmd, run_cli
 
@@ -29,7 +29,7 @@ sys.path.insert(0, {str(TOY)!r})
 import toy  # noqa: F401
 from engine import comm
 from engine.trainer.hook_registry import HOOK_REGISTRY
-from engine.trainer.hooks import HookBase
+from engine.events.hooks import HookBase
 from engine.schedule.scheduler import BaseScheduler
 
 @HOOK_REGISTRY.register()

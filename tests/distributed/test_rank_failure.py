@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from engine.schedule.launch import free_port
+from engine.launch import free_port
 from tests.helpers import REPO, launcher_cmd, run_cli
 
 FAULTY = REPO / "tests" / "assets" / "faulty"

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.checkpoint import layout, safe_load
-from engine.schedule.launch import free_port
+from engine.checkpoint import layout
+from engine.weights import safe_load
+from engine.launch import free_port
 from tests.helpers import TOY, launcher_cmd, read_records, run_cli
 
 STEPS = 16

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from engine.checkpoint import layout
-from engine.schedule.launch import free_port
+from engine.launch import free_port
 from tests.helpers import TOY, launcher_cmd, run_cli
 
 ONE_RANK_SAVE = '''

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from engine.checkpoint import layout, universal
-from engine.schedule.launch import free_port
+from engine.launch import free_port
 from tests.helpers import TOY, launcher_cmd, run_cli
 
 STEPS = 18

@@ -7,7 +7,7 @@ import sys
 import pytest
 import yaml
 
-from engine.schedule.launch import free_port
+from engine.launch import free_port
 from tests.helpers import DIGITS, TOY, launcher_cmd, read_records, run_cli
 
 

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from engine.checkpoint import layout
-from engine.schedule.launch import free_port
+from engine.launch import free_port
 from tests.helpers import REPO, TOY, launcher_cmd, run_cli
 
 

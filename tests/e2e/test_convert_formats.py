@@ -13,7 +13,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from engine.checkpoint.export import parse_size, read_exported
+from engine.checkpoint.export import parse_size
+from engine.weights.exported import read_exported
 from tests.helpers import REPO, TOY, launcher_cmd, run_cli
 
 TIED_TRAIN = f'''

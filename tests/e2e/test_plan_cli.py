@@ -9,8 +9,8 @@ import pytest
 
 from engine.config import build_cfg
 from engine.config.loader import merge
-from engine.schedule.memory import NetworkSize, model_state_memory
-from engine.schedule.plan import build_run_plan
+from engine.runplan.memory import NetworkSize, model_state_memory
+from engine.runplan.plan import build_run_plan
 from tests.helpers import REPO, TOY, run_cli
 from tests.unit.test_config import MINIMAL
 

@@ -12,7 +12,8 @@ import shutil
 import pytest
 import torch
 
-from engine.checkpoint import layout, safe_load
+from engine.checkpoint import layout
+from engine.weights import safe_load
 from tests.helpers import REPO, TOY, launcher_cmd, run_cli
 
 STEPS = 2

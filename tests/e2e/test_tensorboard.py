@@ -20,9 +20,9 @@ import sys
 sys.path.insert(0, {str(TOY)!r})
 import torch
 import toy  # noqa: F401
-from engine.log.storage import put_image
+from engine.events.storage import put_image
 from engine.trainer.hook_registry import HOOK_REGISTRY
-from engine.trainer.hooks import PeriodicHook
+from engine.events.hooks import PeriodicHook
 
 
 @HOOK_REGISTRY.register()

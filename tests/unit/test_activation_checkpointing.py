@@ -65,7 +65,7 @@ def deepspeed_ready(monkeypatch):
     import deepspeed
     import torch.distributed as dist
 
-    from engine.schedule.launch import free_port
+    from engine.launch import free_port
 
     for key, value in dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
                            MASTER_PORT=str(free_port())).items():

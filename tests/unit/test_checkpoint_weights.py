@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from engine.checkpoint.weights import load_weights, read_state_dict
+from engine.weights.pretrained import load_weights, read_state_dict
 
 
 class Tied(nn.Module):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from engine.schedule import launch
+from engine import launch
 
 
 @pytest.mark.parametrize("value,expected", [

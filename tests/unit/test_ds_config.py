@@ -5,7 +5,7 @@ import pytest
 from engine.config import build_cfg
 from engine.config.loader import merge
 from engine.errors import ConfigError
-from engine.schedule.ds_config import build_ds_config, resolve_template, uses_client_optimizer
+from engine.runplan.ds_config import build_ds_config, resolve_template, uses_client_optimizer
 from tests.unit.test_config import MINIMAL
 
 

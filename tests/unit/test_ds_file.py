@@ -7,8 +7,8 @@ import pytest
 from engine.config import build_cfg
 from engine.config.loader import merge
 from engine.errors import ConfigError
-from engine.schedule.ds_config import build_ds_config
-from engine.schedule.ds_file import welcome_ds_file
+from engine.runplan.ds_config import build_ds_config
+from engine.runplan.ds_file import welcome_ds_file
 from tests.unit.test_config import MINIMAL
 
 # what people arrive with: a DeepSpeed config written for another trainer

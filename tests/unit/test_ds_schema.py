@@ -8,10 +8,10 @@ import pytest
 from engine.config import build_cfg, get_cfg
 from engine.config.loader import merge
 from engine.errors import ConfigError
-from engine.schedule.ds_config import build_ds_config
-from engine.schedule.ds_constructors import check_deepspeed_optimizer, deepspeed_optimizer_class
-from engine.schedule.ds_file import deepspeed_side, template_dirs
-from engine.schedule.ds_schema import check_ds_config
+from engine.runplan.ds_config import build_ds_config
+from engine.runplan.ds_constructors import check_deepspeed_optimizer, deepspeed_optimizer_class
+from engine.runplan.ds_file import deepspeed_side, template_dirs
+from engine.runplan.ds_schema import check_ds_config
 from engine.schedule.preflight import preflight
 from tests.helpers import DIGITS, REPO
 from tests.unit.test_config import MINIMAL

@@ -6,7 +6,7 @@ from engine.config import build_cfg
 from engine.config.checks import discriminator_plan
 from engine.config.loader import merge
 from engine.errors import ConfigError
-from engine.schedule.ds_config import build_ds_config
+from engine.runplan.ds_config import build_ds_config
 
 MINIMAL = {"trainer": {"model": {"name": "M", "generator": {"name": "G"}}},
            "dataloader": {"train_data_set": {"name": "D"}}}

@@ -7,9 +7,11 @@ import torch
 
 from engine.errors import ConfigError, RegistryError
 from engine.log.progress import ProgressHook, use_progress_bar
-from engine.log.storage import EventStorage
+from engine.events.storage import EventStorage
 from engine.trainer.hook_registry import HOOK_REGISTRY, build_config_hooks, default_hooks
-from engine.trainer.hooks import PeriodicHook, StepWindow, register_hooks
+from engine.events.hooks import PeriodicHook
+from engine.events.window import StepWindow
+from engine.trainer.hooks import register_hooks
 
 
 class Trainer:

@@ -7,7 +7,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from engine.log.monitor import GpuMonitor
-from engine.log.storage import EventStorage
+from engine.events.storage import EventStorage
 from engine.log.tensorboard import TensorboardHook, image_grid
 from engine.trainer.hooks import register_hooks
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.errors import ConfigError, RegistryError
-from engine.log.storage import EventStorage
+from engine.events.storage import EventStorage
 from engine.loss.pipe import LossCompose, LossKeyCompose
 
 g = torch.Generator().manual_seed(0)

@@ -1,11 +1,11 @@
-"""Model-state bytes per rank: the table of engine.schedule.memory, offload, EMA, DeepSpeed's estimators."""
+"""Model-state bytes per rank: the table of engine.runplan.memory, offload, EMA, DeepSpeed's estimators."""
 
 import pytest
 
 from engine.config import build_cfg
 from engine.config.loader import merge
-from engine.schedule.memory import NetworkSize, model_state_memory
-from engine.schedule.plan import build_run_plan
+from engine.runplan.memory import NetworkSize, model_state_memory
+from engine.runplan.plan import build_run_plan
 from tests.unit.test_config import MINIMAL
 
 PSI = 1_000_000

@@ -9,7 +9,7 @@ import pytest
 from engine.config import build_cfg
 from engine.config.loader import merge
 from engine.errors import ConfigError, EngineError
-from engine.schedule.plan import (DEEPSPEED_DEFAULTS, active_run_plan, build_run_plan, get_run_plan, use_run_plan,
+from engine.runplan.plan import (DEEPSPEED_DEFAULTS, active_run_plan, build_run_plan, get_run_plan, use_run_plan,
                                   write_plan_files)
 from tests.unit.test_config import MINIMAL
 
@@ -118,7 +118,7 @@ def test_build_ds_config_is_called_in_one_place():
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if re.search(r"\bbuild_ds_config\(", line) and not line.lstrip().startswith("def "):
                 callers.append(f"{path.relative_to(REPO)}:{number}")
-    assert len(callers) == 1 and callers[0].startswith("engine/schedule/plan.py:"), callers
+    assert len(callers) == 1 and callers[0].startswith("engine/runplan/plan.py:"), callers
 
 
 def test_seed_epoch_mode_counts_epochs_in_max_iter():

@@ -122,7 +122,7 @@ def _cfg(**sections):
 
 
 def _ds(cfg, device="cpu", world_size=1):
-    from engine.schedule.ds_config import build_ds_config
+    from engine.runplan.ds_config import build_ds_config
 
     return build_ds_config(cfg, world_size=world_size, device=device)
 

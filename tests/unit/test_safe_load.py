@@ -1,4 +1,4 @@
-"""engine.checkpoint.safe_load: weights_only loads with the allow-list, refusals that name the file, the opt-in."""
+"""engine.weights.safe_load: weights_only loads with the allow-list, refusals that name the file, the opt-in."""
 
 import os
 import random
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.checkpoint import safe_load
+from engine.weights import safe_load
 from engine.checkpoint.state import capture_rng, restore_rng
 
 
@@ -122,7 +122,7 @@ def test_trust_opt_in_loads_with_weights_only_off(tmp_path, untrusted, caplog):
 
 @pytest.mark.slow
 def test_child_command_runs_a_module_with_safe_loads(tmp_path, untrusted):
-    """The universal conversion's child process: python -m engine.checkpoint.safe_load MODULE ARGS."""
+    """The universal conversion's child process: python -m engine.weights.safe_load MODULE ARGS."""
     import subprocess
 
     victim = tmp_path / "created"

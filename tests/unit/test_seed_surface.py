@@ -259,7 +259,7 @@ def checkpoint_of(period=4, max_iter=10, epoch_mode=False):
                                                          "max_epoch": 3},
                      "dataloader": {"train_data_set": {"name": "D"}},
                      "trainer": {"model": {"name": "M", "generator": {"name": "N"}}}})
-    from engine.schedule.plan import build_run_plan
+    from engine.runplan.plan import build_run_plan
 
     trainer = FakeTrainer(cfg=cfg, epoch_mode=epoch_mode, max_iter=max_iter, model=object(), iter=0,
                           checkpoint_hook=FakeHook(), plan=build_run_plan(cfg, rank=0, world_size=1, device="cpu"))

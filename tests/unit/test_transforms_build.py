@@ -9,7 +9,8 @@ import pytest
 
 import engine.transforms as T
 from engine.errors import ConfigError, RegistryError
-from engine.transforms.build import BUILD_TRANSFORMER_REGISTRY, build_transforms
+from engine.transforms.build import build_transforms
+from engine.transforms.registry import BUILD_TRANSFORMER_REGISTRY
 
 SEED_NAMES = {
     "RandomBrightness", "RandomContrast", "RandomSaturation", "RandomHue", "RandomGamma", "RandomCLAHE",

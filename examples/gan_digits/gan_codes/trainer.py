@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from engine import comm
-from engine.log.storage import put_image
+from engine.events.storage import put_image
 from engine.trainer.build import BUILD_TRAINER_REGISTRY
 from engine.trainer.trainer import BaseTrainer
 
