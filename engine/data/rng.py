@@ -39,6 +39,9 @@ def seed_all(seed: int) -> None:
 
     The CPU generator only: ``torch.manual_seed`` would also reseed every CUDA device's
     training RNG (and costs about 0.2 ms a call, recording a stack trace for CUDA's lazy init).
+
+    Args:
+        seed: the sample's seed, in ``[0, 2**32)`` (numpy's legacy seeding takes no more).
     """
     random.seed(seed)
     np.random.seed(seed)

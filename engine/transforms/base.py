@@ -180,6 +180,12 @@ def randbelow(n: int) -> int:
     covers ``n - 1`` and rejects those above it. With MT19937 (the global RNG's generator)
     a word is one ``random_raw()``; other generators buffer half-words their own way and
     go through numpy.
+
+    Args:
+        n: how many values to choose from (``>= 1``).
+
+    Returns:
+        An int in ``[0, n)``.
     """
     top = n - 1
     if top == 0:
@@ -195,7 +201,14 @@ def randbelow(n: int) -> int:
 
 
 def shuffled(n: int) -> List[int]:
-    """``list(np.random.permutation(n))``: numpy shuffles a list with the same Fisher-Yates draws, minus the array."""
+    """``np.random.permutation(n)`` as a list: numpy shuffles a list with the same Fisher-Yates draws, minus the array.
+
+    Args:
+        n: length of the permutation.
+
+    Returns:
+        ``0..n-1`` in a random order.
+    """
     order = list(range(n))
     np.random.shuffle(order)
     return order

@@ -242,7 +242,8 @@ class RandomToneCurve(BasicColorTransform):
 
     def get_params(self, results: dict) -> Dict[str, Any]:
         low, high = 0.25, 0.75
-        if self.scale:  # np.random.normal(loc=(0.25, 0.75), scale=s), value for value, without its ~20 us of broadcasting
+        # np.random.normal(loc=(0.25, 0.75), scale=s), value for value, without its ~20 us of broadcasting
+        if self.scale:
             gauss = np.random.standard_normal(2).tolist()
             low, high = low + self.scale * gauss[0], high + self.scale * gauss[1]
         return {"low_y": min(max(low, 0.0), 1.0), "high_y": min(max(high, 0.0), 1.0)}
