@@ -29,7 +29,7 @@ setup(
         "fvcore>=0.1.5",
         "opencv-python-headless>=4.10",  # cv2.IMREAD_COLOR_RGB
         "pyyaml>=6.0",
-        "numpy>=1.24",
+        "numpy>=1.25",  # np.random.get_bit_generator / set_bit_generator (engine.data.rng)
         "tensorboard>=2.14",
         "nvidia-ml-py>=12.0",
         "safetensors>=0.4",

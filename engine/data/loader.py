@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import random
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from engine.data import rng
 from engine.data.samplers import InferenceSampler, TrainingSampler
 from engine.errors import EngineError
 
@@ -104,39 +103,21 @@ class SeededDataset(Dataset):
         """A whole micro-batch (DataLoader calls this when it exists): RNG states saved once per batch."""
         if not self.seed_per_sample:
             return [self.dataset[index] for index, _ in items]
-        saved = None if get_worker_info() is not None else _capture_rng()
+        saved = None if get_worker_info() is not None else rng.capture()
         try:
             samples = []
             for index, seed in items:
-                _seed_all(seed)
+                rng.seed_all(seed)
                 samples.append(self.dataset[index])
             return samples
         finally:
             if saved is not None:
-                _restore_rng(saved)
+                rng.restore(saved)
 
     def __getattr__(self, name: str) -> Any:  # expose the user's dataset attributes
         if name == "dataset":
             raise AttributeError(name)
         return getattr(self.dataset, name)
-
-
-def _seed_all(seed: int) -> None:
-    # CPU generator only: torch.manual_seed would also reseed every CUDA device's training RNG
-    # (and costs ~0.2 ms a call, recording a stack trace for CUDA's lazy init)
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.default_generator.manual_seed(seed)
-
-
-def _capture_rng() -> tuple:
-    return random.getstate(), np.random.get_state(), torch.get_rng_state()
-
-
-def _restore_rng(saved: tuple) -> None:
-    random.setstate(saved[0])
-    np.random.set_state(saved[1])
-    torch.set_rng_state(saved[2])
 
 
 def build_train_loader(dataset: Dataset, sampler: TrainingSampler, *, micro_batch: int, num_workers: int,

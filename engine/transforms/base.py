@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import numbers
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -154,11 +154,66 @@ def check_size(owner: Any, name: str, value: Any) -> Tuple[int, int]:
     raise config_error(owner, name, value, "a positive int or an (h, w) pair of positive ints")
 
 
+# The draws below are bit-identical to the numpy calls they replace, value and RNG
+# consumption alike (tests/unit/test_transforms_draws.py), so augmented streams stay as they
+# were; they exist because numpy's legacy wrappers cost 3-4 us a call in argument handling,
+# several times the draw itself, and a sample makes a dozen draws.
+
+#: numpy's legacy bounded integers draw 32-bit words (one MT19937 ``random_raw`` each)
+_MAX_WORD = 0xFFFFFFFF
+
+
 def uniform(rng: Tuple[float, float]) -> float:
-    """One draw from ``[lo, hi]``; a degenerate range draws nothing (keeps the RNG stream short)."""
-    return rng[0] if rng[0] == rng[1] else float(np.random.uniform(rng[0], rng[1]))
+    """One draw from ``[lo, hi]``, as ``np.random.uniform(lo, hi)``; a degenerate range draws nothing.
+
+    ``lo + (hi - lo) * random()`` is the legacy ``uniform``'s own formula in the same double
+    operations, at a third of its call cost.
+    """
+    lo, hi = rng
+    return lo if lo == hi else lo + (hi - lo) * np.random.random()
+
+
+def randbelow(n: int) -> int:
+    """``int(np.random.randint(n))`` for ``n >= 1``: the same value, the same words drawn; ``n == 1`` draws nothing.
+
+    numpy's legacy ``randint`` takes 32-bit words masked to the smallest ``2**k - 1`` that
+    covers ``n - 1`` and rejects those above it. With MT19937 (the global RNG's generator)
+    a word is one ``random_raw()``; other generators buffer half-words their own way and
+    go through numpy.
+
+    Args:
+        n: how many values to choose from (``>= 1``).
+
+    Returns:
+        An int in ``[0, n)``.
+    """
+    top = n - 1
+    if top == 0:
+        return 0
+    bitgen = np.random.get_bit_generator()
+    if type(bitgen) is not np.random.MT19937 or top > _MAX_WORD:
+        return int(np.random.randint(n))
+    mask = (1 << top.bit_length()) - 1
+    while True:
+        word = bitgen.random_raw() & mask
+        if word <= top:
+            return int(word)
+
+
+def shuffled(n: int) -> List[int]:
+    """``np.random.permutation(n)`` as a list: numpy shuffles a list with the same Fisher-Yates draws, minus the array.
+
+    Args:
+        n: length of the permutation.
+
+    Returns:
+        ``0..n-1`` in a random order.
+    """
+    order = list(range(n))
+    np.random.shuffle(order)
+    return order
 
 
 def choice(options: Sequence[Any]) -> Any:
     """One of ``options``, drawn from numpy's global RNG (one option draws nothing)."""
-    return options[0] if len(options) == 1 else options[np.random.randint(len(options))]
+    return options[0] if len(options) == 1 else options[randbelow(len(options))]

@@ -67,7 +67,10 @@ def test_same_operation_same_pixels(ours, theirs):
     (lambda: F.adjust_brightness_contrast(IMG_F, 1.2, 0.1), lambda: A.RandomBrightnessContrast((0.1, 0.1), (0.2, 0.2),
                                                                                                 p=1.0)),
     (lambda: F.gaussian_blur(IMG_F, 5, 1.2), lambda: A.GaussianBlur(blur_limit=(5, 5), sigma_limit=(1.2, 1.2), p=1.0)),
-], ids=["gamma", "gamma_below_1", "brightness", "contrast", "saturation", "gray", "brightness_contrast", "blur"])
+    (lambda: F.adjust_hue(IMG_F, 0.2), lambda: jitter(hue=0.2)),
+    (lambda: F.adjust_hue(IMG_F, -0.3), lambda: jitter(hue=-0.3)),
+], ids=["gamma", "gamma_below_1", "brightness", "contrast", "saturation", "gray", "brightness_contrast", "blur",
+        "hue", "hue_negative"])
 def test_same_operation_same_values_float32(ours, theirs):
     out = ours()
     assert out.dtype == np.float32

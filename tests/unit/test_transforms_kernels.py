@@ -194,3 +194,13 @@ def test_hue_shift_equals_the_wrapping_add_on_the_hue_plane(shift):
     before = IMG.copy()
     np.testing.assert_array_equal(F.adjust_hue(IMG, shift), cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB_FULL))
     np.testing.assert_array_equal(IMG, before)
+
+
+@pytest.mark.parametrize("shift", [0.03, -0.2, -0.5, 0.499, -1e-20])
+def test_float_hue_shift_equals_the_modulo_on_the_hue_plane(shift):
+    # the kernel adds a turn in [0, 1) and leaves hues in [360, 720) to cv2's HSV2RGB to wrap
+    hsv = cv2.cvtColor(IMG_F, cv2.COLOR_RGB2HSV)
+    hsv[..., 0] = np.mod(hsv[..., 0] + shift * 360.0, 360.0)
+    before = IMG_F.copy()
+    np.testing.assert_allclose(F.adjust_hue(IMG_F, shift), cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB), atol=1e-5)
+    np.testing.assert_array_equal(IMG_F, before)
