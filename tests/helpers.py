@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import io
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
 
 from engine.schedule.launch import free_port
@@ -120,3 +124,32 @@ def run_scenarios(runs: List[Tuple[str, List[str]]], workdir: Path, *, nproc: in
     assert not unfinished and (result.returncode == 0 or codes[0][last] != 0), (unfinished, result.stdout[-4000:])
     return {name: Outcome([c[name] for c in codes], (workdir / f"scenarios.{name}.rank0.out").read_text())
             for name, _ in runs}
+
+
+def load_tool(name: str) -> ModuleType:
+    """``tools/<name>.py`` as a module, imported once: its ``main(argv)`` runs in this process."""
+    if name not in _TOOLS:
+        spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _TOOLS[name] = module
+    return _TOOLS[name]
+
+
+_TOOLS: Dict[str, ModuleType] = {}
+
+
+def run_tool(name: str, *args) -> subprocess.CompletedProcess:
+    """``tools/<name>.py ARGS`` in this process, as :func:`run_cli` would report it (stdout and stderr together).
+
+    A tool start costs seconds of imports that the test process has already paid; the tools'
+    own command lines stay covered by the tests that start them as a user would.
+    """
+    argv = [str(a) for a in args]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        try:
+            code = load_tool(name).main(argv)
+        except SystemExit as exc:  # argparse, or a tool that exits instead of returning
+            code = exc.code if isinstance(exc.code, int) else 1
+    return subprocess.CompletedProcess([name, *argv], code or 0, out.getvalue(), "")
