@@ -4,8 +4,6 @@ The network adds dropout (torch RNG) and the loss a little python/numpy noise, s
 RNG stream this rank restores shows up in the compared losses and weights.
 """
 
-import json
-import random
 from pathlib import Path
 
 import pytest
