@@ -13,8 +13,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
 
-from engine.schedule.launch import free_port
-
 REPO = Path(__file__).resolve().parents[1]
 TOY = REPO / "tests" / "assets" / "toy"
 DIGITS = REPO / "examples" / "digits"
@@ -104,6 +102,9 @@ def run_scenarios(runs: List[Tuple[str, List[str]]], workdir: Path, *, nproc: in
     Raises:
         AssertionError: a run did not end, other than the last one ending the process.
     """
+    # lazily: engine.schedule's package imports torch, which the light users of these helpers never need
+    from engine.schedule.launch import free_port
+
     workdir.mkdir(parents=True, exist_ok=True)
     spec = workdir / "scenarios.json"
     spec.write_text(json.dumps({"imports": [str(p) for p in imports], "runs": [
