@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import io
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from types import ModuleType
+from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
+
+from engine.launch import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 TOY = REPO / "tests" / "assets" / "toy"
@@ -67,3 +73,83 @@ def launcher_cmd(launcher: str, script: Path, nproc: int, port: int) -> List[str
 
 def read_records(output_dir: Path, world_size: int) -> List[dict]:
     return [json.loads((output_dir / f"record_rank{r}.json").read_text()) for r in range(world_size)]
+
+
+class Outcome(NamedTuple):
+    """One run of :func:`run_scenarios`: its exit code on every rank and rank 0's console output.
+
+    A last run that ended the process itself has the start's exit status on every rank
+    (torchrun's is 0 only when every rank's was).
+    """
+
+    codes: List[int]
+    stdout: str
+
+
+def run_scenarios(runs: List[Tuple[str, List[str]]], workdir: Path, *, nproc: int = 2, imports: Iterable[Path] = (),
+                  timeout: float = 300, env: Optional[Dict[str, str]] = None) -> Dict[str, Outcome]:
+    """Run trainings one after another in one start of ``nproc`` processes (tests/assets/scenarios.py).
+
+    Args:
+        runs: (name, training argv) in order; a later run may read what an earlier one wrote.
+        workdir: where the spec and each run's console output go.
+        nproc: ranks; 1 runs under plain ``python``, more under torchrun.
+        imports: module files imported before the first run (the test's registered classes).
+        timeout: for the whole start, in seconds.
+        env: extra environment of the start.
+
+    Returns:
+        Run name → its :class:`Outcome`.
+
+    Raises:
+        AssertionError: a run did not end, other than the last one ending the process.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    spec = workdir / "scenarios.json"
+    spec.write_text(json.dumps({"imports": [str(p) for p in imports], "runs": [
+        {"name": name, "argv": [str(a) for a in argv]} for name, argv in runs]}))
+    launcher = "torchrun" if nproc > 1 else "python"
+    result = run_cli(launcher_cmd(launcher, REPO / "tests" / "assets" / "scenarios.py", nproc, free_port())
+                     + [str(spec)], timeout=timeout, env=env)
+    codes = []
+    for rank in range(nproc):
+        done = workdir / f"scenarios.rank{rank}.json"
+        assert done.exists(), result.stdout[-4000:]
+        codes.append(json.loads(done.read_text()))
+    last = runs[-1][0]
+    for c in codes:
+        if c.get(last, 0) is None:
+            c[last] = result.returncode  # it ended the process (solver.stop_at_iter, a preemption)
+    unfinished = [name for name, _ in runs if any(c.get(name) is None for c in codes)]
+    assert not unfinished and (result.returncode == 0 or codes[0][last] != 0), (unfinished, result.stdout[-4000:])
+    return {name: Outcome([c[name] for c in codes], (workdir / f"scenarios.{name}.rank0.out").read_text())
+            for name, _ in runs}
+
+
+def load_tool(name: str) -> ModuleType:
+    """``tools/<name>.py`` as a module, imported once: its ``main(argv)`` runs in this process."""
+    if name not in _TOOLS:
+        spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _TOOLS[name] = module
+    return _TOOLS[name]
+
+
+_TOOLS: Dict[str, ModuleType] = {}
+
+
+def run_tool(name: str, *args) -> subprocess.CompletedProcess:
+    """``tools/<name>.py ARGS`` in this process, as :func:`run_cli` would report it (stdout and stderr together).
+
+    A tool start costs seconds of imports that the test process has already paid; the tools'
+    own command lines stay covered by the tests that start them as a user would.
+    """
+    argv = [str(a) for a in args]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        try:
+            code = load_tool(name).main(argv)
+        except SystemExit as exc:  # argparse, or a tool that exits instead of returning
+            code = exc.code if isinstance(exc.code, int) else 1
+    return subprocess.CompletedProcess([name, *argv], code or 0, out.getvalue(), "")

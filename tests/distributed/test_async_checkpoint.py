@@ -8,7 +8,6 @@ size, exports and inspects like the synchronous one.
 """
 
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,21 +16,23 @@ import torch
 
 from engine.checkpoint import layout
 from engine.checkpoint.async_writer import FAULT_WRITE_DELAY_ENV, BackgroundWriter, CapturingCheckpointEngine, snapshot
-from engine.launch import free_port
 from tests.distributed.test_resume import engine_tensors
-from tests.helpers import REPO, TOY, launcher_cmd, run_cli
+from tests.helpers import TOY, run_scenarios, run_tool
 
 STEPS, HALF = 12, 6
 
 
-def train(out: Path, nproc: int, *opts: str, resume: bool = False) -> str:
-    launcher = "torchrun" if nproc > 1 else "python"
-    cmd = launcher_cmd(launcher, TOY / "train.py", nproc, free_port()) + [
-        "--config-file", str(TOY / "cfg.py"), *(["--resume", "auto"] if resume else []), "--opts",
-        "output_dir", str(out), "solver.max_iter", str(STEPS), "solver.checkpoint_period", str(HALF), *opts]
-    result = run_cli(cmd, timeout=180)
-    assert result.returncode == 0, result.stdout[-4000:]
-    return result.stdout
+def train_argv(out: Path, *opts: str, resume: bool = False) -> list:
+    return ["--config-file", str(TOY / "cfg.py"), *(["--resume", "auto"] if resume else []), "--opts",
+            "output_dir", str(out), "solver.max_iter", str(STEPS), "solver.checkpoint_period", str(HALF), *opts]
+
+
+def train(name: str, out: Path, nproc: int, *opts: str, resume: bool = False) -> str:
+    """One training in a start of its own; its console output."""
+    outcome = run_scenarios([(name, train_argv(out, *opts, resume=resume))], out.parent / f"{name}-start",
+                            nproc=nproc, imports=[TOY / "toy.py"], timeout=180)[name]
+    assert outcome.codes == [0] * nproc, outcome.stdout[-4000:]
+    return outcome.stdout
 
 
 def same(a, b, where=""):
@@ -57,7 +58,7 @@ def same(a, b, where=""):
 
 
 def tool(name: str, *args) -> str:
-    result = run_cli([sys.executable, str(REPO / "tools" / name), *map(str, args)], timeout=120)
+    result = run_tool(name, *args)
     assert result.returncode == 0, result.stdout[-4000:]
     return result.stdout
 
@@ -66,8 +67,12 @@ def tool(name: str, *args) -> str:
 @pytest.mark.timeout(900)
 def test_async_tags_are_sync_tags(tmp_path):
     sync, asyn = tmp_path / "sync", tmp_path / "async"
-    train(sync, 2)
-    log = train(asyn, 2, "solver.checkpoint_async", "True", "solver.stop_at_iter", str(HALF))
+    # one start: the synchronous run, then the asynchronous one, which ends the process at its stop
+    runs = run_scenarios([("sync", train_argv(sync)),
+                          ("async", train_argv(asyn, "solver.checkpoint_async", "True", "solver.stop_at_iter", str(HALF)))],
+                         tmp_path / "first-start", imports=[TOY / "toy.py"], timeout=300)
+    assert runs["sync"].codes == runs["async"].codes == [0, 0], (runs["sync"].stdout[-4000:], runs["async"].stdout[-4000:])
+    log = runs["async"].stdout
     assert "asynchronously: training blocked" in log
     half = layout.tag_name(HALF)
     a_dir, b_dir = sync / "checkpoints" / half, asyn / "checkpoints" / half
@@ -86,20 +91,20 @@ def test_async_tags_are_sync_tags(tmp_path):
     # a different world size loads the async tag (a copy: the resume below needs the original)
     resized = tmp_path / "resized"
     shutil.copytree(b_dir, resized / "checkpoints" / half)
-    one = train(resized, 1, "solver.checkpoint_async", "True", resume=True)
+    one = train("resized", resized, 1, "solver.checkpoint_async", "True", resume=True)
     assert "was saved by 2 ranks, this run has 1" in one
 
     # export and inspect read it as they read the synchronous tag
-    tool("convert_ckpt.py", a_dir, tmp_path / "a.safetensors")
-    tool("convert_ckpt.py", b_dir, tmp_path / "b.safetensors")
+    tool("convert_ckpt", a_dir, tmp_path / "a.safetensors")
+    tool("convert_ckpt", b_dir, tmp_path / "b.safetensors")
     from safetensors.torch import load_file
 
     same(load_file(tmp_path / "a.safetensors"), load_file(tmp_path / "b.safetensors"), "export")
-    report = tool("inspect_ckpt.py", asyn)
+    report = tool("inspect_ckpt", asyn)
     assert half in report and "incomplete" not in report.lower()
 
     # the async run resumes to bitwise the uninterrupted run's final weights
-    log = train(asyn, 2, "solver.checkpoint_async", "True", resume=True)
+    log = train("resume", asyn, 2, "solver.checkpoint_async", "True", resume=True)
     assert f"--resume auto: found the complete checkpoint {b_dir}" in log
     final = layout.tag_name(STEPS)
     assert layout.complete_tags(str(asyn / "checkpoints"))[0] == final

@@ -8,13 +8,10 @@ and shards are bitwise what they were. Then ``convert_ckpt.py --ema`` must give 
 """
 
 import json
-from pathlib import Path
-
 import pytest
 import torch
 
-from engine.launch import free_port
-from tests.helpers import REPO, TOY, launcher_cmd, run_cli
+from tests.helpers import TOY, run_scenarios, run_tool
 
 STEPS = 6
 TRAIN = f'''
@@ -118,19 +115,24 @@ CASES = {"zero0": [], "zero2": [],
          "zero3-persistent": []}
 
 
+@pytest.fixture(scope="module")
+def ema_runs(tmp_path_factory):
+    """Every case trained in one 2-rank start; case → its output dir."""
+    tmp = tmp_path_factory.mktemp("ema")
+    (tmp / "train.py").write_text(TRAIN)
+    (tmp / "cfg.py").write_text(CFG)
+    runs = [(case, ["--config-file", tmp / "cfg.py", "--opts", "output_dir", tmp / case,
+                    "deepspeed.config", case.split("-")[0], *opts]) for case, opts in CASES.items()]
+    for case, outcome in run_scenarios(runs, tmp, imports=[tmp / "train.py"], timeout=400).items():
+        assert outcome.codes == [0, 0], outcome.stdout[-4000:]
+    return {case: tmp / case for case in CASES}
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(200)
+@pytest.mark.timeout(500)
 @pytest.mark.parametrize("case", list(CASES))
-def test_ema_matches_full_weight_reference(tmp_path, case):
-    (tmp_path / "train.py").write_text(TRAIN)
-    (tmp_path / "cfg.py").write_text(CFG)
-    out = tmp_path / "out"
-    stage = case.split("-")[0]
-    cmd = launcher_cmd("torchrun", tmp_path / "train.py", 2, free_port()) + [
-        "--config-file", str(tmp_path / "cfg.py"), "--opts", "output_dir", str(out), "deepspeed.config", stage,
-        *CASES[case]]
-    result = run_cli(cmd, timeout=150)
-    assert result.returncode == 0, result.stdout[-4000:]
+def test_ema_matches_full_weight_reference(ema_runs, tmp_path, case):
+    out = ema_runs[case]
     for rank in range(2):
         record = json.loads((out / f"ema_rank{rank}.json").read_text())
         assert len(record["diffs"]) == STEPS and max(record["diffs"]) < 1e-6, record["diffs"]
@@ -139,7 +141,7 @@ def test_ema_matches_full_weight_reference(tmp_path, case):
         assert ev["bitwise"] == [] and ev["training_mode"] is True, ev
 
     exported = tmp_path / "ema.pt"
-    conv = run_cli(["python", str(REPO / "tools" / "convert_ckpt.py"), str(out), "--ema", "--out", str(exported)], timeout=60)
+    conv = run_tool("convert_ckpt", out, "--ema", "--out", exported)
     assert conv.returncode == 0, conv.stdout
     live = torch.load(out / "ema_full.pt")
     state = torch.load(exported)["state_dict"]

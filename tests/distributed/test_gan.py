@@ -5,7 +5,6 @@ the same per-step losses and bit-identical engines and EMA state in the final ta
 network of the tag then exports with ``tools/convert_ckpt.py`` and loads with ``strict=True``.
 """
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,10 +13,9 @@ import torch
 
 from engine.checkpoint import layout
 from engine.weights import safe_load
-from engine.launch import free_port
 from tests.distributed.test_resume import zero3_padding_mask
 from tests.distributed.test_plan_ds_config import REPORT_HOOK, assert_ds_config_is_what_ran
-from tests.helpers import REPO, TOY, launcher_cmd, run_cli
+from tests.helpers import REPO, TOY, load_tool, run_cli, run_scenarios
 
 STEPS = 6
 NETS = """
@@ -113,13 +111,38 @@ CASES = {"one-d-zero3": (ONE, "zero3", {"generator": ("ToyG", {}), "discriminato
                                         "discriminator.wide": ("ToyD", {"hidden": 32})})}
 
 
-def train(tmp, cfg, out, stage, *extra):
-    cmd = launcher_cmd("torchrun", tmp / "train.py", 2, free_port()) + [
-        "--config-file", str(cfg), *[a for a in extra if a.startswith("--")], "--opts", "output_dir", str(out),
-        "deepspeed.config", stage, *[a for a in extra if not a.startswith("--")]]
-    result = run_cli(cmd, timeout=150)
-    assert result.returncode == 0, result.stdout[-4000:]
-    return result.stdout
+def train_argv(cfg, out, stage, *extra):
+    return ["--config-file", str(cfg), *[a for a in extra if a.startswith("--")], "--opts", "output_dir", str(out),
+            "deepspeed.config", stage, *[a for a in extra if not a.startswith("--")]]
+
+
+@pytest.fixture(scope="module")
+def gan_runs(tmp_path_factory):
+    """Each case straight, stopped at the middle, and resumed; case → (straight dir, split dir, logs).
+
+    A stop ends its start, so: the straight runs and the first case's stop, the second case's
+    stop, then both resumes (a new process reading only the stopped runs' files).
+    """
+    tmp = tmp_path_factory.mktemp("gan")
+    (tmp / "train.py").write_text(TRAIN)
+    dirs = {}
+    for case, (text, _, _) in CASES.items():
+        (tmp / case).mkdir()
+        (tmp / case / "cfg.py").write_text(text)
+        dirs[case] = (tmp / case / "straight", tmp / case / "split")
+
+    def argv(case, out, *extra):
+        return train_argv(tmp / case / "cfg.py", out, CASES[case][1], *extra)
+
+    straight = [(f"{c}-straight", argv(c, dirs[c][0], *REPORT_HOOK)) for c in CASES]
+    splits = [[(f"{c}-split", argv(c, dirs[c][1], "solver.stop_at_iter", str(STEPS // 2)))] for c in CASES]
+    resumes = [(f"{c}-resume", argv(c, dirs[c][1], "--resume")) for c in CASES]
+    logs = {}
+    for k, runs in enumerate([straight + splits[0], *splits[1:], resumes]):
+        for name, outcome in run_scenarios(runs, tmp / f"start{k}", imports=[tmp / "train.py"], timeout=400).items():
+            assert outcome.codes == [0, 0], outcome.stdout[-4000:]
+            logs[name] = outcome.stdout
+    return {c: (*dirs[c], {kind: logs[f"{c}-{kind}"] for kind in ("straight", "resume")}) for c in CASES}
 
 
 def tag_tensors(tag_dir: Path):
@@ -154,27 +177,15 @@ def unpadded(tag_dir: Path, key: str, x: torch.Tensor, y: torch.Tensor):
     return (x[mask], y[mask]) if mask is not None and len(mask) == len(x) else (x, y)
 
 
-def load_convert_tool():
-    spec = importlib.util.spec_from_file_location("convert_ckpt", REPO / "tools" / "convert_ckpt.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("case", list(CASES))
-def test_gan_trains_saves_one_tag_and_resumes_exactly(tmp_path, case):
-    text, stage, engines = CASES[case]
-    (tmp_path / "train.py").write_text(TRAIN)
-    (tmp_path / "cfg.py").write_text(text)
-    straight, split = tmp_path / "straight", tmp_path / "split"
-    log = train(tmp_path, tmp_path / "cfg.py", straight, stage, *REPORT_HOOK)
-    assert "EMA of the generator" in log
+def test_gan_trains_saves_one_tag_and_resumes_exactly(gan_runs, tmp_path, case):
+    engines = CASES[case][2]
+    straight, split, logs = gan_runs[case]
+    assert "EMA of the generator" in logs["straight"]
     assert_ds_config_is_what_ran(straight, engines=list(engines))  # one ds_config file per discriminator
-    train(tmp_path, tmp_path / "cfg.py", split, stage, "solver.stop_at_iter", str(STEPS // 2))
-    log = train(tmp_path, tmp_path / "cfg.py", split, stage, "--resume")
-    assert f"at step {STEPS // 2}" in log
+    assert f"at step {STEPS // 2}" in logs["resume"]
 
     final = layout.tag_name(STEPS)
     info = layout.read_marker(str(straight / "checkpoints" / final))
@@ -193,7 +204,7 @@ def test_gan_trains_saves_one_tag_and_resumes_exactly(tmp_path, case):
     # every network exports and loads into a fresh copy with strict=True (in this process: no start-up cost)
     from safetensors.torch import load_file
 
-    convert, nets = load_convert_tool(), {}
+    convert, nets = load_tool("convert_ckpt"), {}
     exec("from torch import nn\n" + NETS, nets)
     for engine, flags in [(e, []) for e in engines] + [("generator", ["--ema"])]:
         out = tmp_path / f"{engine}{'_ema' if flags else ''}.safetensors"

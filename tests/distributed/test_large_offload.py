@@ -12,7 +12,8 @@ import pytest
 
 from engine.config import get_cfg
 from engine.runplan.ds_config import build_ds_config
-from tests.distributed.test_large_zero3 import LARGE, run_large
+from tests.distributed.test_large_zero3 import LARGE
+from tests.helpers import read_records, run_scenarios
 
 CASES = {
     "zero2_offload_adamw": (["deepspeed.config", "zero2_offload", "solver.generator.optimizer.type", "AdamW",
@@ -22,12 +23,26 @@ CASES = {
 }
 
 
+@pytest.fixture(scope="module")
+def case_runs(tmp_path_factory):
+    """Every case trained in one 2-rank start; case → its output dir."""
+    tmp = tmp_path_factory.mktemp("offload")
+    runs = [(case, ["--config-file", LARGE / "cfg.py", "--opts", "output_dir", tmp / case, *CASES[case][0]])
+            for case in sorted(CASES)]
+    outcomes = run_scenarios(runs, tmp / "start", imports=[LARGE / "large.py"], timeout=400,
+                             env={"OMP_NUM_THREADS": "1"})
+    for outcome in outcomes.values():
+        assert outcome.codes == [0, 0], outcome.stdout[-4000:]
+    return {case: tmp / case for case in CASES}
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(500)
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_offload_and_precision_train(tmp_path, case):
-    opts, optimizer, dtype = CASES[case]
-    records = run_large(tmp_path / "out", *opts)
-    ds = json.loads((tmp_path / "out" / "ds_config.json").read_text())
+def test_offload_and_precision_train(case_runs, case):
+    _, optimizer, dtype = CASES[case]
+    records = read_records(case_runs[case], 2)
+    ds = json.loads((case_runs[case] / "ds_config.json").read_text())
     if "adamw" in case:
         assert ds["optimizer"]["params"]["torch_adam"] is True
     else:

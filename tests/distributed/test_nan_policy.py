@@ -5,25 +5,33 @@ import math
 
 import pytest
 
-from engine.launch import free_port
-from tests.helpers import TOY, launcher_cmd, read_records, run_cli
+from tests.helpers import TOY, read_records, run_scenarios
+
+SKIP_STAGES = [0, 2]
 
 
-def run_toy(out, stage, policy):
-    cmd = launcher_cmd("torchrun", TOY / "train.py", 2, free_port()) + [
-        "--config-file", str(TOY / "cfg.py"), "--opts", "output_dir", str(out), "deepspeed.config", f"zero{stage}",
-        "solver.max_iter", "10", "solver.nan_policy", policy, "trainer.model.generator.nan_at_call", "5",
-        "trainer.log_period", "10", "trainer.tensorboard", "False",
-    ]
-    return run_cli(cmd, timeout=240)
+def toy_argv(out, stage, policy):
+    return ["--config-file", str(TOY / "cfg.py"), "--opts", "output_dir", str(out), "deepspeed.config", f"zero{stage}",
+            "solver.max_iter", "10", "solver.nan_policy", policy, "trainer.model.generator.nan_at_call", "5",
+            "trainer.log_period", "10", "trainer.tensorboard", "False"]
+
+
+@pytest.fixture(scope="module")
+def nan_runs(tmp_path_factory):
+    """The skip policy at each stage, then the stop policy (which ends the start), in one 2-rank start."""
+    tmp = tmp_path_factory.mktemp("nan")
+    runs = [(f"skip-zero{s}", toy_argv(tmp / f"skip-zero{s}", s, "skip")) for s in SKIP_STAGES]
+    runs.append(("stop", toy_argv(tmp / "stop", 2, "stop")))
+    outcomes = run_scenarios(runs, tmp / "start", imports=[TOY / "toy.py"], timeout=400)
+    return {name: (tmp / name, outcomes[name]) for name, _ in runs}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", [0, 2])
-def test_skip_drops_the_update_on_every_rank(tmp_path, stage):
-    out = tmp_path / "out"
-    result = run_toy(out, stage, "skip")
-    assert result.returncode == 0, result.stdout[-4000:]
+@pytest.mark.timeout(500)
+@pytest.mark.parametrize("stage", SKIP_STAGES)
+def test_skip_drops_the_update_on_every_rank(nan_runs, stage):
+    out, result = nan_runs[f"skip-zero{stage}"]
+    assert result.codes == [0, 0], result.stdout[-4000:]
     assert "step 5: non-finite loss or gradients; the update was skipped on every rank (1 skipped so far)" in \
         (out / "train.log").read_text()
     for record in read_records(out, 2):
@@ -35,10 +43,10 @@ def test_skip_drops_the_update_on_every_rank(tmp_path, stage):
 
 
 @pytest.mark.slow
-def test_stop_saves_the_last_good_state_and_exits_non_zero(tmp_path):
-    out = tmp_path / "out"
-    result = run_toy(out, 2, "stop")
-    assert result.returncode != 0
+@pytest.mark.timeout(500)
+def test_stop_saves_the_last_good_state_and_exits_non_zero(nan_runs):
+    out, result = nan_runs["stop"]
+    assert all(code != 0 for code in result.codes), result.codes
     assert "solver.nan_policy = 'stop': the loss or gradients became non-finite at step 5" in result.stdout
     assert "Traceback" not in result.stdout.split("solver.nan_policy = 'stop'")[0][-2000:]
     marker = out / "checkpoints" / "iter_0000005" / "COMPLETE.json"

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.launch import free_port
-from tests.helpers import REPO, TOY, launcher_cmd, run_cli
+from tests.helpers import TOY, run_cli, run_scenarios
 
 REPORT_HOOK = ("trainer.hooks", "[{'name': 'ReportDeepSpeedConfigHook'}]")
 
@@ -54,17 +53,32 @@ def engine_plan_json(config: Path, world_size: int, *opts: str, imports=()) -> d
     return json.loads(result.stdout[result.stdout.index("{"):])
 
 
+STAGES = ["zero0", "zero1"]
+
+
+def stage_opts(out: Path, stage: str) -> tuple:
+    return ("output_dir", str(out), "deepspeed.config", stage, "solver.max_iter", "2", "solver.checkpoint_period", "0",
+            *REPORT_HOOK)
+
+
+@pytest.fixture(scope="module")
+def stage_runs(tmp_path_factory):
+    """Both stages trained in one 2-rank start; stage → output dir."""
+    tmp = tmp_path_factory.mktemp("ds_config")
+    runs = [(stage, ["--config-file", TOY / "cfg.py", "--opts", *stage_opts(tmp / stage, stage)]) for stage in STAGES]
+    outcomes = run_scenarios(runs, tmp / "start", imports=[TOY / "toy.py"], timeout=300, env={"OMP_NUM_THREADS": "1"})
+    for outcome in outcomes.values():
+        assert outcome.codes == [0, 0], outcome.stdout[-4000:]
+    return {stage: tmp / stage for stage in STAGES}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", ["zero0", "zero1"])
-def test_ds_config_json_is_what_deepspeed_ran(tmp_path, stage):
-    out = tmp_path / "out"
-    opts = ("deepspeed.config", stage, "solver.max_iter", "2", "solver.checkpoint_period", "0", *REPORT_HOOK)
-    cmd = launcher_cmd("torchrun", TOY / "train.py", 2, free_port()) + [
-        "--config-file", str(TOY / "cfg.py"), "--opts", "output_dir", str(out), *opts]
-    result = run_cli(cmd, timeout=150, env={"OMP_NUM_THREADS": "1"})
-    assert result.returncode == 0, result.stdout[-4000:]
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("stage", STAGES)
+def test_ds_config_json_is_what_deepspeed_ran(stage_runs, stage):
+    out = stage_runs[stage]
     assert_ds_config_is_what_ran(out, engines=["generator"])
     # engine plan, for the same config and world size, shows the same DeepSpeed config
-    planned = engine_plan_json(TOY / "cfg.py", 2, "output_dir", str(out), *opts, imports=[TOY / "toy.py"])
+    planned = engine_plan_json(TOY / "cfg.py", 2, *stage_opts(out, stage), imports=[TOY / "toy.py"])
     assert planned["plan"]["engines"] == ds_config_files(out)
     assert planned["plan"]["layout"]["data_parallel_size"] == 2

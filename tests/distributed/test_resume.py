@@ -4,8 +4,6 @@ The network adds dropout (torch RNG) and the loss a little python/numpy noise, s
 RNG stream this rank restores shows up in the compared losses and weights.
 """
 
-import json
-import random
 from pathlib import Path
 
 import pytest
@@ -13,8 +11,7 @@ import torch
 
 from engine.checkpoint import layout
 from engine.weights import safe_load
-from engine.launch import free_port
-from tests.helpers import TOY, launcher_cmd, read_records, run_cli
+from tests.helpers import TOY, read_records, run_scenarios
 
 STEPS = 16
 NOISY_TRAIN = f'''
@@ -58,16 +55,11 @@ def write_project(tmp: Path):
     return tmp / "train_noisy.py", tmp / "cfg.py"
 
 
-def train(script, cfg, out, nproc, stage, workers, *extra):
-    launcher = "torchrun" if nproc > 1 else "python"
-    cmd = launcher_cmd(launcher, script, nproc, free_port()) + [
-        "--config-file", str(cfg), *[a for a in extra if a.startswith("--")], "--opts", "output_dir", str(out),
-        "deepspeed.config", f"zero{stage}", "dataloader.num_workers", str(workers),
-        *[a for a in extra if not a.startswith("--")],
-    ]
-    result = run_cli(cmd, timeout=120)
-    assert result.returncode == 0, result.stdout[-4000:]
-    return result.stdout
+def train_argv(cfg, out, stage, workers, *extra):
+    """The training command line of one case: ``--`` flags first, then the case's and ``extra``'s options."""
+    return ["--config-file", str(cfg), *[a for a in extra if a.startswith("--")], "--opts", "output_dir", str(out),
+            "deepspeed.config", f"zero{stage}", "dataloader.num_workers", str(workers),
+            *[a for a in extra if not a.startswith("--")]]
 
 
 def tensors(obj, prefix=""):
@@ -106,20 +98,44 @@ def zero3_padding_mask(weights, world_size, key):
 
 
 CASES = [(2, 0, 0), (2, 1, 0), (2, 2, 2), (2, 3, 0), (1, 2, 0)]
+IDS = [f"ws{n}-zero{s}-workers{w}" for n, s, w in CASES]
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory):
+    """Every case trained straight, trained to the middle and resumed in a new start.
+
+    A stopped run ends its process (``solver.stop_at_iter`` acts as a kill), so each case
+    stops in a start of its own, the first one after all the straight runs of its world
+    size; the resumes of a world size share one more start, which reads only what the
+    stopped ones wrote. Returns case id → (straight dir, split dir, the resume's console output).
+    """
+    tmp = tmp_path_factory.mktemp("resume")
+    script, cfg = write_project(tmp)
+    dirs, logs = {}, {}
+    for nproc in sorted({n for n, _, _ in CASES}):
+        cases = [(i, s, w) for i, (n, s, w) in zip(IDS, CASES) if n == nproc]
+        dirs.update({i: (tmp / i / "straight", tmp / i / "split") for i, _, _ in cases})
+        straight = [(f"{i}-straight", train_argv(cfg, dirs[i][0], s, w)) for i, s, w in cases]
+        for k, (i, s, w) in enumerate(cases):
+            runs = (straight if k == 0 else []) + [
+                (f"{i}-split", train_argv(cfg, dirs[i][1], s, w, "solver.stop_at_iter", str(STEPS // 2)))]
+            for outcome in run_scenarios(runs, tmp / f"{i}-first", nproc=nproc, imports=[script]).values():
+                assert outcome.codes == [0] * nproc, outcome.stdout[-4000:]
+            assert layout.complete_tags(str(dirs[i][1] / "checkpoints")) == [layout.tag_name(STEPS // 2)]
+        then = [(i, train_argv(cfg, dirs[i][1], s, w, "--resume")) for i, s, w in cases]
+        for name, outcome in run_scenarios(then, tmp / f"then{nproc}", nproc=nproc, imports=[script]).items():
+            assert outcome.codes == [0] * nproc, outcome.stdout[-4000:]
+            logs[name] = outcome.stdout
+    return {i: (*dirs[i], logs[i]) for i in IDS}
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
-@pytest.mark.parametrize("nproc,stage,workers", CASES, ids=[f"ws{n}-zero{s}-workers{w}" for n, s, w in CASES])
-def test_resume_is_exact(tmp_path, nproc, stage, workers):
-    script, cfg = write_project(tmp_path)
-    straight, split = tmp_path / "straight", tmp_path / "split"
-    train(script, cfg, straight, nproc, stage, workers)
-    train(script, cfg, split, nproc, stage, workers, "solver.stop_at_iter", str(STEPS // 2))
-    assert layout.complete_tags(str(split / "checkpoints")) == [layout.tag_name(STEPS // 2)]
-    log = train(script, cfg, split, nproc, stage, workers, "--resume")
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("nproc,stage,workers", CASES, ids=IDS)
+def test_resume_is_exact(resumed, request, nproc, stage, workers):
+    straight, split, log = resumed[request.node.callspec.id]
     assert f"resumed from {split / 'checkpoints' / layout.tag_name(STEPS // 2)} at step {STEPS // 2}" in log
-
     final = layout.tag_name(STEPS)
     a, b = engine_tensors(straight / "checkpoints" / final), engine_tensors(split / "checkpoints" / final)
     assert a.keys() == b.keys() and len(a) > 0

@@ -6,7 +6,6 @@ is compared with the live, gathered weights and loaded back into the plain netwo
 """
 
 import json
-import sys
 
 import pytest
 import torch
@@ -15,7 +14,7 @@ from safetensors.torch import load_file
 
 from engine.checkpoint.export import parse_size
 from engine.weights.exported import read_exported
-from tests.helpers import REPO, TOY, launcher_cmd, run_cli
+from tests.helpers import TOY, run_scenarios, run_tool
 
 TIED_TRAIN = f'''
 import os, sys
@@ -53,31 +52,32 @@ def tied_net():
     return namespace["TiedNet"]()
 
 
-def train(tmp_path_factory, stage):
-    tmp = tmp_path_factory.mktemp(f"tied{stage}")
+@pytest.fixture(scope="module")
+def tied_runs(tmp_path_factory):
+    """The tied network trained at ZeRO-2 and at ZeRO-3, one after the other in one start."""
+    tmp = tmp_path_factory.mktemp("tied")
     (tmp / "tied_net.py").write_text(TIED_NET)
     (tmp / "train_tied.py").write_text(TIED_TRAIN)
-    out = tmp / "run"
-    cmd = launcher_cmd("python", tmp / "train_tied.py", 1, 0) + [
-        "--config-file", str(TOY / "cfg.py"), "--opts", "output_dir", str(out), "trainer.name", "DumpTrainer",
-        "trainer.model.generator.name", "TiedNet", "deepspeed.config", f"zero{stage}", "solver.max_iter", "3"]
-    result = run_cli(cmd, timeout=120)
-    assert result.returncode == 0, result.stdout[-3000:]
-    return out, torch.load(out / "live.pt")
+    runs = [(stage, ["--config-file", TOY / "cfg.py", "--opts", "output_dir", tmp / stage, "trainer.name", "DumpTrainer",
+                     "trainer.model.generator.name", "TiedNet", "deepspeed.config", stage, "solver.max_iter", "3"])
+            for stage in ("zero2", "zero3")]
+    for outcome in run_scenarios(runs, tmp / "start", nproc=1, imports=[tmp / "train_tied.py"], timeout=240).values():
+        assert outcome.codes == [0], outcome.stdout[-3000:]
+    return {stage: (tmp / stage, torch.load(tmp / stage / "live.pt")) for stage in ("zero2", "zero3")}
 
 
 @pytest.fixture(scope="module")
-def zero2(tmp_path_factory):
-    return train(tmp_path_factory, 2)
+def zero2(tied_runs):
+    return tied_runs["zero2"]
 
 
 @pytest.fixture(scope="module")
-def zero3(tmp_path_factory):
-    return train(tmp_path_factory, 3)
+def zero3(tied_runs):
+    return tied_runs["zero3"]
 
 
 def convert(*args):
-    return run_cli([sys.executable, str(REPO / "tools" / "convert_ckpt.py"), *map(str, args)], timeout=120)
+    return run_tool("convert_ckpt", *args)
 
 
 def strict_load(state):

@@ -6,7 +6,6 @@ complete); every entry point must refuse with the file and the type named, and t
 not appear. The opt-in (``--trust-checkpoint``) is used only in the last test, which checks it.
 """
 
-import importlib.util
 import shutil
 
 import pytest
@@ -14,7 +13,7 @@ import torch
 
 from engine.checkpoint import layout
 from engine.weights import safe_load
-from tests.helpers import REPO, TOY, launcher_cmd, run_cli
+from tests.helpers import TOY, launcher_cmd, load_tool, run_cli, run_scenarios
 
 STEPS = 2
 TAG = layout.tag_name(STEPS)
@@ -38,26 +37,18 @@ class CreatesFile:
         return open, (self.path, "w")
 
 
-def train(out, *extra, timeout=150):
+def train_argv(out, *extra):
     flags = [a for a in extra if a.startswith("--")]
-    cmd = launcher_cmd("python", TOY / "train.py", 1, 0) + [
-        "--config-file", str(TOY / "cfg.py"), *flags, "--opts", "output_dir", str(out), "deepspeed.config", "zero1",
-        "solver.ema", "{'enabled': True, 'decay_rate': 0.9}", "solver.checkpoint_period", str(STEPS),
-        *[a for a in extra if not a.startswith("--")]]
-    return run_cli(cmd, timeout=timeout)
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return ["--config-file", str(TOY / "cfg.py"), *flags, "--opts", "output_dir", str(out), "deepspeed.config", "zero1",
+            "solver.ema", "{'enabled': True, 'decay_rate': 0.9}", "solver.checkpoint_period", str(STEPS),
+            *[a for a in extra if not a.startswith("--")]]
 
 
 @pytest.fixture(scope="module")
 def clean_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("safe") / "run"
-    result = train(out, "solver.max_iter", str(STEPS))
+    result = run_cli(launcher_cmd("python", TOY / "train.py", 1, 0) + train_argv(out, "solver.max_iter", str(STEPS)),
+                     timeout=150)
     assert result.returncode == 0, result.stdout[-3000:]
     return out
 
@@ -96,14 +87,35 @@ def assert_refused(text, path, victim):
     assert not victim.exists()
 
 
+@pytest.fixture(scope="module")
+def attacks(clean_run, tmp_path_factory):
+    """Every training that meets a crafted file, in one start (the trusted one last).
+
+    Returns name → (run dir, the file the crafted object would create, the tampered file,
+    the training's Outcome): ``resume-<kind>`` for each kind, ``weights`` (the crafted
+    model file as ``trainer.weights``) and ``trusted-resume`` (with the opt-in).
+    """
+    root = tmp_path_factory.mktemp("attacks")
+    cases, runs = {}, []
+    for kind in KINDS:
+        cases[f"resume-{kind}"] = tamper(clean_run, root / kind, kind)
+        runs.append((f"resume-{kind}", train_argv(cases[f"resume-{kind}"][0], "--resume", "solver.max_iter",
+                                                  str(STEPS + 1))))
+    cases["weights"] = tamper(clean_run, root / "weights", "deepspeed_model")
+    runs.append(("weights", train_argv(root / "fresh", "solver.max_iter", "1", "trainer.weights", cases["weights"][2])))
+    cases["trusted-resume"] = tamper(clean_run, root / "trusted", "trainer_state")
+    runs.append(("trusted-resume", train_argv(cases["trusted-resume"][0], "--resume", safe_load.TRUST_FLAG,
+                                              "solver.max_iter", str(STEPS + 1))))
+    outcomes = run_scenarios(runs, root / "starts", nproc=1, imports=[TOY / "toy.py"], timeout=300)
+    return {name: (*cases[name], outcomes[name]) for name in cases}
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_crafted_file_is_refused_everywhere(clean_run, tmp_path, kind, capsys):
-    out, victim, path = tamper(clean_run, tmp_path, kind)
-
-    result = train(out, "--resume", "solver.max_iter", str(STEPS + 1))
-    assert result.returncode == 2
+def test_crafted_file_is_refused_everywhere(attacks, tmp_path, kind, capsys):
+    out, victim, path, result = attacks[f"resume-{kind}"]
+    assert result.codes == [2]
     assert_refused(result.stdout, path, victim)
 
     assert load_tool("inspect_ckpt").main([str(out), "--json"]) == 3
@@ -117,25 +129,23 @@ def test_crafted_file_is_refused_everywhere(clean_run, tmp_path, kind, capsys):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_crafted_trainer_weights_are_refused(clean_run, tmp_path):
-    out, victim, path = tamper(clean_run, tmp_path, "deepspeed_model")
-    result = train(tmp_path / "fresh", "solver.max_iter", "1", "trainer.weights", path)
-    assert result.returncode == 2
+def test_crafted_trainer_weights_are_refused(attacks):
+    out, victim, path, result = attacks["weights"]
+    assert result.codes == [2]
     assert_refused(result.stdout, path, victim)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_trust_checkpoint_opt_in_loads_the_file(clean_run, tmp_path, capsys):
+def test_trust_checkpoint_opt_in_loads_the_file(clean_run, attacks, tmp_path, capsys):
     """The one place the opt-in is used: the file loads (and its code runs) only when asked."""
     out, victim, _ = tamper(clean_run, tmp_path, "ema")
     assert load_tool("convert_ckpt").main([str(out), str(tmp_path / "ema.safetensors"), "--ema",
                                            safe_load.TRUST_FLAG]) == 0
     assert victim.exists() and (tmp_path / "ema.safetensors").exists()
 
-    out, victim, _ = tamper(clean_run, tmp_path / "resume", "trainer_state")
-    result = train(out, "--resume", safe_load.TRUST_FLAG, "solver.max_iter", str(STEPS + 1))
-    assert result.returncode == 0, result.stdout[-3000:]
+    out, victim, _, result = attacks["trusted-resume"]
+    assert result.codes == [0], result.stdout[-3000:]
     assert victim.exists()
     assert f"{safe_load.TRUST_FLAG}: checkpoint files are unpickled with weights_only=False" in result.stdout
     assert f"resumed from {out / 'checkpoints' / TAG} at step {STEPS}" in result.stdout

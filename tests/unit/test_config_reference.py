@@ -32,9 +32,9 @@ from engine.config.reference import (
 from engine.config.reference_examples import EXAMPLES, PROJECT_BASE, Example
 from engine.config.schema import Section
 from engine.errors import ConfigError
-from engine.schedule.ds_config import deepspeed_side, welcome_ds_file
-from engine.schedule.ds_schema import check_ds_config
-from engine.schedule.plan import build_run_plan
+from engine.runplan.ds_config import deepspeed_side, welcome_ds_file
+from engine.runplan.ds_schema import check_ds_config
+from engine.runplan.plan import build_run_plan
 
 REPO = Path(__file__).resolve().parents[2]
 STALE = f"{REFERENCE_PAGE} is stale: run `python -m engine.config.reference --update {REFERENCE_PAGE}`"
