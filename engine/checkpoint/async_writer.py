@@ -4,7 +4,8 @@ Why this shape: the step that saves should pay for a memory copy, not for the di
 hands every file it writes to its checkpoint engine (``engine.checkpoint_engine.save(state,
 path)``); :class:`CapturingCheckpointEngine` stands in for it during one ``save_checkpoint``
 and keeps a host copy of each state instead of writing it, and :class:`BackgroundWriter` then
-writes those copies with ``torch.save`` (DeepSpeed's own format and file names, so a tag
+writes those copies with :func:`engine.checkpoint.writer.write_file` (``torch.save`` with
+write-behind, the writer of synchronous saves too: DeepSpeed's own format and file names, so a tag
 written this way loads, resizes, exports and inspects exactly like a synchronous one) and
 fsyncs them, while training goes on.
 
@@ -28,6 +29,7 @@ import torch
 from deepspeed.runtime.checkpoint_engine.checkpoint_engine import CheckpointCommitInfo, CheckpointEngine
 
 from engine.checkpoint import layout
+from engine.checkpoint.writer import write_file
 
 #: Harness only (benchmarks/fault_injection.py): seconds the background writer sleeps after each
 #: file, so that a random SIGKILL lands inside the write. Unset (0) in real runs.
@@ -192,8 +194,7 @@ class BackgroundWriter:
             if _cuda_in_use():
                 torch.cuda.synchronize()  # the non-blocking device-to-host copies have landed
             for path, obj in files:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                torch.save(obj, path)
+                write_file(path, obj)
                 if delay > 0:
                     time.sleep(delay)
             for _, obj in files:
