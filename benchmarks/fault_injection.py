@@ -180,37 +180,53 @@ class Pace:
     train_seconds: float
 
 
+#: exit code recorded for a launch that ran past ``Settings.launch_timeout`` (a hang: the job was killed)
+HUNG = -1
+
+
 def run_launch(out: Path, s: Settings, resume: bool, log: Path, rng: random.Random, kill: bool,
-               pace: Pace, result: TrialResult) -> Optional[int]:
-    """One launch, killed (if ``kill``) at a random moment; returns the exit code, None when killed."""
+               pace: Pace, result: TrialResult, left: float = 1.0) -> Optional[int]:
+    """One launch, killed (if ``kill``) at a random moment; returns the exit code, None when killed.
+
+    ``left``: the share of the training this launch still has to run (a resumed launch starts
+    at its tag's step): the kill moment is drawn from that part, so that it lands before the end.
+    A launch past ``s.launch_timeout`` is killed and returns :data:`HUNG` (the trial goes on).
+    """
     root = out / "checkpoints"
     before = {t for t in layout.list_tags(str(root)) if not (root / t / layout.MARKER).exists()}
     proc = start(out, s, resume, log, s.save_delay)
     try:
-        if not kill:
-            return proc.wait(timeout=s.launch_timeout)
-        if not wait_for_text(proc, log, TRAINING_STARTED, s.launch_timeout):
-            return proc.wait(timeout=s.launch_timeout)
-        at_save, started = rng.random() < s.save_kill_share, time.monotonic()
-        deadline = started + rng.uniform(0, pace.train_seconds * (0.7 if at_save else 1.0))
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.005)
-        if at_save:
-            while proc.poll() is None and not in_progress(root, before):
-                time.sleep(0.002)
-            time.sleep(rng.uniform(0, 3 * s.save_delay))
-        if proc.poll() is not None:  # finished before the kill
-            if not resume:
-                pace.train_seconds = min(pace.train_seconds, 0.9 * (time.monotonic() - started))
-            return proc.returncode
-        during = bool(in_progress(root, before))
-        kill_job(proc)
-        result.kills += 1
-        result.save_kills += during or bool(in_progress(root, before))
-        return None
+        return _kill_or_wait(proc, root, before, s, log, rng, kill, pace, result, resume, left)
+    except subprocess.TimeoutExpired:
+        return HUNG
     finally:
         if proc.poll() is None:
             kill_job(proc)
+
+
+def _kill_or_wait(proc: subprocess.Popen, root: Path, before: set, s: Settings, log: Path, rng: random.Random,
+                  kill: bool, pace: Pace, result: TrialResult, resume: bool, left: float) -> Optional[int]:
+    if not kill:
+        return proc.wait(timeout=s.launch_timeout)
+    if not wait_for_text(proc, log, TRAINING_STARTED, s.launch_timeout):
+        return proc.wait(timeout=s.launch_timeout)
+    at_save, started = rng.random() < s.save_kill_share, time.monotonic()
+    deadline = started + rng.uniform(0, pace.train_seconds * left * (0.7 if at_save else 1.0))
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    if at_save:
+        while proc.poll() is None and not in_progress(root, before):
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, 3 * s.save_delay))
+    if proc.poll() is not None:  # finished before the kill
+        if not resume:
+            pace.train_seconds = min(pace.train_seconds, 0.9 * (time.monotonic() - started))
+        return proc.returncode
+    during = bool(in_progress(root, before))
+    kill_job(proc)
+    result.kills += 1
+    result.save_kills += during or bool(in_progress(root, before))
+    return None
 
 
 def check_resume(log: Path, root: Path, expected: Optional[str], result: TrialResult) -> None:
@@ -244,15 +260,18 @@ def run_trial(workdir: Path, s: Settings, rng: random.Random, pace: Pace) -> Tri
     while True:
         log = workdir / f"launch{launch}.log"
         expected = (complete_now(root) or [None])[0] if launch else None
-        code = run_launch(out, s, launch > 0, log, rng, kills_left > 0, pace, result)
-        if code == 0 and launch == 0 and attempts < 3:
+        left = 1.0 - (layout.tag_step(expected) or 0) / s.steps if expected else 1.0
+        code = run_launch(out, s, launch > 0, log, rng, kills_left > 0 and left > 0, pace, result, left)
+        if code == 0 and launch == 0 and attempts < 5:
             shutil.rmtree(out, ignore_errors=True)
             attempts += 1
             continue
         if launch:
             check_resume(log, root, expected, result)
         if code is not None:
-            if code != 0:
+            if code == HUNG:
+                result.mismatches.append(f"launch {launch} ran past {s.launch_timeout:.0f}s (hung?): {log}")
+            elif code != 0:
                 result.mismatches.append(f"launch {launch} exited {code}: {log}")
             return result
         kills_left -= 1
@@ -335,8 +354,12 @@ def run_harness(trials: int, s: Settings, seed: int, workdir: Path, echo=print) 
     s = dataclasses.replace(s, code=snapshot_code(workdir))
     ref = workdir / "reference"
     ref.mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
     pace = Pace(reference_run(ref, s))
-    echo(f"reference: {s.steps} steps, training ~{pace.train_seconds:.1f}s with save delays")
+    # a loaded machine slows every launch alike: a hang is a launch far slower than the reference
+    s = dataclasses.replace(s, launch_timeout=max(s.launch_timeout, 4 * (time.monotonic() - began)))
+    echo(f"reference: {s.steps} steps, training ~{pace.train_seconds:.1f}s with save delays; "
+         f"a launch past {s.launch_timeout:.0f}s counts as hung")
     results = []
     for i in range(trials):
         trial_dir = workdir / f"trial{i:02d}"
@@ -359,6 +382,7 @@ def run_harness(trials: int, s: Settings, seed: int, workdir: Path, echo=print) 
 def summary(results: List[TrialResult]) -> Dict[str, int]:
     return {
         "trials": len(results),
+        "trials_with_a_kill": sum(r.kills > 0 for r in results),
         "kills": sum(r.kills for r in results),
         "kills_during_save": sum(r.save_kills for r in results),
         "resumes": sum(r.resumes for r in results),
