@@ -20,6 +20,8 @@ after every rank reported its background write finished and fsynced.
 
 from __future__ import annotations
 
+import copy
+import enum
 import os
 import threading
 import time
@@ -72,10 +74,11 @@ class HostBuffers:
 def snapshot(obj: Any, memo: Optional[Dict[Any, torch.Tensor]] = None, buffers: Optional[HostBuffers] = None) -> Any:
     """A copy of ``obj`` whose tensors are host copies; the same tensor view twice stays one copy.
 
-    Containers are rebuilt (dict subclasses keep their type), everything else is kept as is:
-    DeepSpeed's states hold ints, strings, enums and small config objects next to tensors,
-    and none of those change after the save. ``buffers``: reuse the host tensors of an
-    earlier save where the shapes match.
+    Containers are rebuilt (dict subclasses keep their type); immutable leaves (numbers,
+    strings, enums, dtypes, shapes) are kept as they are; any other object is deep-copied:
+    DeepSpeed's states hold live objects next to tensors (its loss scaler, whose scale
+    changes as training goes on), and the background write must pickle them as they were
+    at the save. ``buffers``: reuse the host tensors of an earlier save where the shapes match.
     """
     memo = {} if memo is None else memo
     if isinstance(obj, torch.Tensor):
@@ -104,7 +107,21 @@ def snapshot(obj: Any, memo: Optional[Dict[Any, torch.Tensor]] = None, buffers: 
         if hasattr(obj, "_fields"):
             return type(obj)(*items)  # namedtuples take their fields positionally
         return type(obj)(items) if type(obj) is not tuple else tuple(items)
-    return obj
+    return _frozen(obj)
+
+
+_IMMUTABLE = (type(None), bool, int, float, complex, str, bytes, enum.Enum, torch.dtype, torch.device, torch.Size,
+              frozenset, range, type)
+
+
+def _frozen(obj: Any) -> Any:
+    """``obj`` as it is now: itself when immutable, else a deep copy (itself if it cannot be copied)."""
+    if isinstance(obj, _IMMUTABLE):
+        return obj
+    try:
+        return copy.deepcopy(obj)
+    except Exception:  # noqa: BLE001 - an object that refuses copying is written as it is at write time
+        return obj
 
 
 class CapturingCheckpointEngine(CheckpointEngine):
