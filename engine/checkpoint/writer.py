@@ -164,7 +164,7 @@ class StreamingCheckpointEngine(CheckpointEngine):
 def replaceable(checkpoint_engine: Any) -> bool:
     """True for DeepSpeed's default engine writing the zip format: ours writes the same files faster.
 
-    Any other engine (the user chose one in the DeepSpeed config: decoupled, fast, Nebula, or the
+    Any other engine (the user chose one in the DeepSpeed config: decoupled, fast, DataStates, or the
     legacy format via ``checkpoint_serialization: false``) is kept for synchronous saves.
     """
     return type(checkpoint_engine) is TorchCheckpointEngine and checkpoint_engine.zipfile_serialization
