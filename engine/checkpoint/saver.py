@@ -117,7 +117,8 @@ def save_checkpoint(trainer: Any, step: int, group: Any = None, *, tag: Optional
     """Save tag ``iter_<step>`` on every rank; returns the tag folder.
 
     Order: rank check (fails fast if a rank is missing) → each engine's DeepSpeed save →
-    this rank's state file → fsync → barrier → rank 0 writes the marker, then ``latest``,
+    this rank's state file (every file written with write-behind and fsynced by
+    ``engine.checkpoint.writer``) → fsync of the folders → barrier → rank 0 writes the marker, then ``latest``,
     then rotates. A crash anywhere before the marker leaves a tag that resume skips.
     A named ``tag`` that is not ``iter_<n>`` (the best checkpoint) is complete the same
     way but becomes neither ``latest`` nor a candidate for rotation.
