@@ -5,11 +5,12 @@ serialisation or extra copies. An asynchronous save should block training for a 
 of that. An export (``tools/convert_ckpt.py``) must not need the whole model in memory; its
 peak RSS above the import floor is compared with the largest file it writes.
 
-Run: ``python benchmarks/checkpoint_io.py [--params-m 64] [--stages 1 2 3] [--shard 100MB]``
+Run: ``python benchmarks/checkpoint_io.py [--params-m 64] [--stages 1 2 3] [--rounds 3] [--no-export]``
 (CPU, one rank, AdamW with one step taken so the optimizer state is real). For each ZeRO stage
-the saves run in a child process: two synchronous ``save_checkpoint`` (the faster counts),
-two asynchronous ones (``start_async_save``: what training waits for; then the background
-write and the marker), and two plain writes of the same file sizes. Each export runs in its
+the saves run in a child process: a warm-up save of each kind, then ``--rounds`` rounds of a plain
+write + fsync of the tag's file sizes, a synchronous ``save_checkpoint`` and an asynchronous one
+(``start_async_save``: what training waits for; then the background write and the marker); the
+fastest of each kind counts, every round is printed. Each export runs in its
 own child, measured with ``os.wait4`` (that child's ``ru_maxrss``), next to a child that only
 imports what the tool imports (the floor). The parent stays small on purpose: Linux carries
 the peak RSS of the process that forked into the child's ``ru_maxrss``, so a fat parent would
@@ -19,6 +20,7 @@ hide the export's own peak.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -27,7 +29,7 @@ import sys
 import tempfile
 import time
 from types import SimpleNamespace
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -79,37 +81,77 @@ def plain_write(folder: str, sizes: List[int]) -> float:
     return time.perf_counter() - start
 
 
-def measure_save(work: str, params_m: int, stage: int = 2) -> Dict[str, float]:
-    """Synchronous and asynchronous saves of one engine, against plain write+fsync of the same files."""
+def measure_save(work: str, params_m: int, stage: int = 2, rounds: int = 3) -> Dict[str, float]:
+    """Synchronous and asynchronous saves of one engine, against plain write+fsync of the same files.
+
+    A warm-up save first (it pays one-off costs: folders, the async host buffers' page faults), then
+    ``rounds`` rounds of (plain write, sync save, async save), each kind's fastest counted: the disk
+    of a shared machine drifts over minutes, and interleaving lets the drift hit all three alike.
+    """
     from engine.checkpoint import layout
     from engine.checkpoint.async_writer import BackgroundWriter
     from engine.checkpoint.saver import finish_async_save, save_checkpoint, start_async_save
 
     engine, count = build_engine(params_m, stage)
     trainer = SimpleNamespace(
-        cfg=SimpleNamespace(OUTPUT_DIR=work, SOLVER=SimpleNamespace(MAX_KEEP=5)),  # no rotation is timed
-        model=SimpleNamespace(engines={"generator": engine}), ds_config={"zero_optimization": {"stage": stage}},
+        cfg=SimpleNamespace(OUTPUT_DIR=work, SOLVER=SimpleNamespace(MAX_KEEP=1)),
+        model=SimpleNamespace(engines={"generator": engine}), plan=SimpleNamespace(zero_stage=stage),
         state_dict=lambda: {"iteration": 1})
-    times, blocked, async_total = [], [], []
-    for step in (1, 2):  # the first save also pays one-off costs
-        start = time.perf_counter()
-        tag_dir = save_checkpoint(trainer, step)
-        times.append(time.perf_counter() - start)
-    sizes = [size for _, size in files_of(tag_dir)]
     writer = BackgroundWriter()
-    for step in (3, 4):
+    tag_dir = save_checkpoint(trainer, 1)
+    sizes = [size for _, size in files_of(tag_dir)]
+    finish_async_save(trainer, start_async_save(trainer, 2, None, writer), None, writer, block=True)
+    times: Dict[str, List[float]] = {"plain": [], "sync_ds": [], "sync": [], "blocked": [], "async": []}
+    step = 2
+    for i in range(rounds):
+        times["plain"].append(plain_write(os.path.join(work, f"plain{i}"), sizes))
+        shutil.rmtree(os.path.join(work, f"plain{i}"))
+        for kind in ("sync_ds", "sync"):
+            _drop_old_tags(work, layout)  # deleting the previous tag is not part of the timed save
+            step += 1
+            with _deepspeed_writer(engine, kind == "sync_ds"):
+                start = time.perf_counter()
+                save_checkpoint(trainer, step)
+                times[kind].append(time.perf_counter() - start)
+        _drop_old_tags(work, layout)
+        step += 1
         start = time.perf_counter()
         pending = start_async_save(trainer, step, None, writer)
-        blocked.append(time.perf_counter() - start)
+        times["blocked"].append(time.perf_counter() - start)
         finish_async_save(trainer, pending, None, writer, block=True)
-        async_total.append(time.perf_counter() - start)
-    tag_dir = os.path.join(layout.checkpoint_root(work), layout.tag_name(4))
-    plain = [plain_write(os.path.join(work, f"plain{i}"), sizes) for i in (1, 2)]
-    for i in (1, 2):
-        shutil.rmtree(os.path.join(work, f"plain{i}"))
-    return {"params_m": count / 1e6, "bytes": sum(sizes), "files": len(sizes), "save_s": min(times),
-            "plain_s": min(plain), "async_block_s": min(blocked), "async_total_s": min(async_total),
+        times["async"].append(time.perf_counter() - start)
+    tag_dir = os.path.join(layout.checkpoint_root(work), layout.tag_name(step))
+    return {"params_m": count / 1e6, "bytes": sum(sizes), "files": len(sizes), "save_s": min(times["sync"]),
+            "save_ds_s": min(times["sync_ds"]),
+            "plain_s": min(times["plain"]), "async_block_s": min(times["blocked"]),
+            "async_total_s": min(times["async"]), "rounds": {k: [round(t, 3) for t in v] for k, v in times.items()},
             "tag_dir": tag_dir, "complete": layout.check_complete(tag_dir)[0]}
+
+
+@contextlib.contextmanager
+def _deepspeed_writer(engine: Any, on: bool) -> Iterator[None]:
+    """With ``on``, the sync save writes with DeepSpeed's own ``torch.save`` (the baseline): a subclass
+    of its default checkpoint engine is one ``engine.checkpoint.writer.replaceable`` leaves alone."""
+    from deepspeed.runtime.checkpoint_engine.torch_checkpoint_engine import TorchCheckpointEngine
+
+    class DeepSpeedsOwn(TorchCheckpointEngine):
+        pass
+
+    own = engine.checkpoint_engine
+    if on:
+        baseline = DeepSpeedsOwn()
+        baseline.zipfile_serialization = own.zipfile_serialization
+        engine.checkpoint_engine = baseline
+    try:
+        yield
+    finally:
+        engine.checkpoint_engine = own
+
+
+def _drop_old_tags(work: str, layout: Any) -> None:
+    root = layout.checkpoint_root(work)
+    for tag in layout.list_tags(root):
+        layout.remove_tag(root, tag)
 
 
 def child_peak(cmd: List[str]) -> Tuple[float, float]:
@@ -145,6 +187,8 @@ def main() -> None:
     parser.add_argument("--stages", type=int, nargs="+", default=[1, 2, 3], choices=(0, 1, 2, 3),
                         help="ZeRO stages to save and export, one engine each")
     parser.add_argument("--shard", default="100MB", help="--max-shard-size of the sharded exports")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of (plain, sync, async); the fastest counts")
+    parser.add_argument("--no-export", action="store_true", help="measure the saves only")
     parser.add_argument("--workdir", help="where to write (default: a temp dir, removed after)")
     parser.add_argument("--save-only", type=int, help=argparse.SUPPRESS)  # the child, with its stage
     args = parser.parse_args()
@@ -154,23 +198,23 @@ def main() -> None:
         from engine.launch import free_port
 
         os.environ.setdefault("MASTER_PORT", str(free_port()))
-        print("RESULT " + json.dumps(measure_save(work, args.params_m, args.save_only)))
+        print("RESULT " + json.dumps(measure_save(work, args.params_m, args.save_only, args.rounds)))
         return
     try:
         for stage in args.stages:
             stage_work = os.path.join(work, f"zero{stage}")
             os.makedirs(stage_work)
-            save = run_save_child(stage_work, args.params_m, stage)
-            report(save, stage, measure_exports(save["tag_dir"], stage_work, args.shard))
+            save = run_save_child(stage_work, args.params_m, stage, args.rounds)
+            report(save, stage, [] if args.no_export else measure_exports(save["tag_dir"], stage_work, args.shard))
             shutil.rmtree(stage_work)
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def run_save_child(work: str, params_m: int, stage: int) -> Dict[str, Any]:
+def run_save_child(work: str, params_m: int, stage: int, rounds: int) -> Dict[str, Any]:
     child = subprocess.run([sys.executable, __file__, "--save-only", str(stage), "--workdir", work, "--params-m",
-                            str(params_m)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            str(params_m), "--rounds", str(rounds)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True, timeout=3600)
     found = [line for line in child.stdout.splitlines() if line.startswith("RESULT ")]
     if child.returncode != 0 or not found:
@@ -182,11 +226,16 @@ def report(save: Dict[str, Any], stage: int, exports: List[Dict[str, float]]) ->
     mib = save["bytes"] / MIB
     print(f"== {save['params_m']:.1f}M parameters, ZeRO-{stage}, 1 rank, AdamW state; tag: {save['files']} files, "
           f"{mib:.0f} MiB (complete: {save['complete']})")
-    print(f"sync save (incl. fsync + marker):        {save['save_s']:6.2f} s = {mib / save['save_s']:5.0f} MiB/s")
-    print(f"plain write + fsync of the same files:   {save['plain_s']:6.2f} s = {mib / save['plain_s']:5.0f} MiB/s"
+    print(f"plain write + fsync of the same files:   {save['plain_s']:6.2f} s = {mib / save['plain_s']:5.0f} MiB/s")
+    print(f"sync save, DeepSpeed's torch.save:       {save['save_ds_s']:6.2f} s = {mib / save['save_ds_s']:5.0f} MiB/s"
+          f"  -> sync/plain {save['save_ds_s'] / save['plain_s']:.2f}x (before engine.checkpoint.writer)")
+    print(f"sync save (incl. fsync + marker):        {save['save_s']:6.2f} s = {mib / save['save_s']:5.0f} MiB/s"
           f"  -> sync/plain {save['save_s'] / save['plain_s']:.2f}x (goal <= 1.5x)")
     print(f"async save, training blocked:            {save['async_block_s']:6.2f} s  -> async blocked/sync "
           f"{save['async_block_s'] / save['save_s']:.2f}x (goal <= 0.1x); complete after {save['async_total_s']:.2f} s")
+    print(f"every round (s): {save['rounds']}")
+    if not exports:
+        return
     floor = exports[0]["peak_mib"]
     print(f"export (tools/convert_ckpt.py, own child process); floor (imports only) {floor:.0f} MiB:")
     print(f"  {'case':26s} {'peak RSS MiB':>12s} {'largest file MiB':>16s} {'(peak-floor)/largest':>20s} {'files':>5s} {'s':>6s}")

@@ -35,10 +35,7 @@ tree during a long benchmark cannot change the numbers between the reference and
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import io
-import json
 import os
 import random
 import re
@@ -49,7 +46,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import psutil
 
@@ -61,8 +58,8 @@ from engine.checkpoint import layout  # noqa: E402
 from engine.checkpoint.async_writer import FAULT_WRITE_DELAY_ENV  # noqa: E402
 from engine.checkpoint.saver import FAULT_SAVE_DELAY_ENV  # noqa: E402
 from engine.launch import free_port  # noqa: E402
+from fault_compare import WORLD, compare, record_diffs  # noqa: E402,F401 - record_diffs: the harness's test uses it
 
-WORLD = 2
 RESUMED = re.compile(r"resumed from (\S+) at step (\d+)")
 SKIPPED = re.compile(r"--resume: skipping (\S+):")
 TRAINING_STARTED = "training steps "
@@ -180,9 +177,18 @@ class Pace:
     train_seconds: float
 
 
+#: exit code recorded for a launch that ran past ``Settings.launch_timeout`` (a hang: the job was killed)
+HUNG = -1
+
+
 def run_launch(out: Path, s: Settings, resume: bool, log: Path, rng: random.Random, kill: bool,
-               pace: Pace, result: TrialResult) -> Optional[int]:
-    """One launch, killed (if ``kill``) at a random moment; returns the exit code, None when killed."""
+               pace: Pace, result: TrialResult, left: float = 1.0) -> Optional[int]:
+    """One launch, killed (if ``kill``) at a random moment; returns the exit code, None when killed.
+
+    ``left``: the share of the training this launch still has to run (a resumed launch starts
+    at its tag's step): the kill moment is drawn from that part, so that it lands before the end.
+    A launch past ``s.launch_timeout`` is killed and returns :data:`HUNG` (the trial goes on).
+    """
     root = out / "checkpoints"
     before = {t for t in layout.list_tags(str(root)) if not (root / t / layout.MARKER).exists()}
     proc = start(out, s, resume, log, s.save_delay)
@@ -192,7 +198,7 @@ def run_launch(out: Path, s: Settings, resume: bool, log: Path, rng: random.Rand
         if not wait_for_text(proc, log, TRAINING_STARTED, s.launch_timeout):
             return proc.wait(timeout=s.launch_timeout)
         at_save, started = rng.random() < s.save_kill_share, time.monotonic()
-        deadline = started + rng.uniform(0, pace.train_seconds * (0.7 if at_save else 1.0))
+        deadline = started + rng.uniform(0, pace.train_seconds * left * (0.7 if at_save else 1.0))
         while time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.005)
         if at_save:
@@ -208,6 +214,8 @@ def run_launch(out: Path, s: Settings, resume: bool, log: Path, rng: random.Rand
         result.kills += 1
         result.save_kills += during or bool(in_progress(root, before))
         return None
+    except subprocess.TimeoutExpired:
+        return HUNG
     finally:
         if proc.poll() is None:
             kill_job(proc)
@@ -244,15 +252,18 @@ def run_trial(workdir: Path, s: Settings, rng: random.Random, pace: Pace) -> Tri
     while True:
         log = workdir / f"launch{launch}.log"
         expected = (complete_now(root) or [None])[0] if launch else None
-        code = run_launch(out, s, launch > 0, log, rng, kills_left > 0, pace, result)
-        if code == 0 and launch == 0 and attempts < 3:
+        left = 1.0 - (layout.tag_step(expected) or 0) / s.steps if expected else 1.0
+        code = run_launch(out, s, launch > 0, log, rng, kills_left > 0 and left > 0, pace, result, left)
+        if code == 0 and launch == 0 and attempts < 5:
             shutil.rmtree(out, ignore_errors=True)
             attempts += 1
             continue
         if launch:
             check_resume(log, root, expected, result)
         if code is not None:
-            if code != 0:
+            if code == HUNG:
+                result.mismatches.append(f"launch {launch} ran past {s.launch_timeout:.0f}s (hung?): {log}")
+            elif code != 0:
                 result.mismatches.append(f"launch {launch} exited {code}: {log}")
             return result
         kills_left -= 1
@@ -275,68 +286,18 @@ def reference_run(workdir: Path, s: Settings) -> float:
     return time.monotonic() - started + saves * 3 * s.save_delay
 
 
-def _tensors(obj: Any, prefix: str = "") -> Dict[str, Any]:
-    """Every tensor inside a nested checkpoint object, by path."""
-    import torch
-
-    if isinstance(obj, torch.Tensor):
-        return {prefix: obj}
-    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
-    found: Dict[str, Any] = {}
-    for key, value in items:
-        found.update(_tensors(value, f"{prefix}/{key}"))
-    return found
-
-
-def compare(reference: Path, run: Path, s: Settings, resumed_at: int) -> List[str]:
-    """Differences between two finished runs' final tags and records; empty when bitwise equal."""
-    import torch
-    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-
-    final = layout.tag_name(s.steps)
-    a_dir, b_dir = reference / "checkpoints" / final, run / "checkpoints" / final
-    diffs: List[str] = []
-    for d in (a_dir, b_dir):
-        ok, why = layout.check_complete(str(d))
-        if not ok:
-            return [f"{d}: {why}"]
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # DeepSpeed's chatter
-        wa = get_fp32_state_dict_from_zero_checkpoint(str(a_dir), tag="generator")
-        wb = get_fp32_state_dict_from_zero_checkpoint(str(b_dir), tag="generator")
-    if wa.keys() != wb.keys():
-        return [f"fp32 weights: keys differ {sorted(wa)} vs {sorted(wb)}"]
-    diffs += [f"fp32 weight {k} differs" for k in wa if not torch.equal(wa[k], wb[k])]
-    for f in sorted((a_dir / "generator").glob("*.pt")):
-        ta = _tensors(torch.load(f, map_location="cpu", weights_only=False))
-        tb = _tensors(torch.load(b_dir / "generator" / f.name, map_location="cpu", weights_only=False))
-        diffs += [f"{f.name}{k} differs" for k in ta if k not in tb or not torch.equal(ta[k], tb[k])]
-    return diffs + record_diffs(reference, run, s, resumed_at)
-
-
-def record_diffs(reference: Path, run: Path, s: Settings, resumed_at: int) -> List[str]:
-    """The last launch's per-step losses, samples and final LR against the uninterrupted run's tail."""
-    diffs: List[str] = []
-    for rank in range(WORLD):
-        whole = json.loads((reference / f"record_rank{rank}.json").read_text())
-        last = json.loads((run / f"record_rank{rank}.json").read_text())
-        per_step = len(whole["seen"]) // s.steps
-        if last["losses"] != whole["losses"][resumed_at:]:
-            diffs.append(f"rank {rank}: losses after step {resumed_at} differ")
-        if last["seen"] != whole["seen"][resumed_at * per_step:]:
-            diffs.append(f"rank {rank}: samples after step {resumed_at} differ")
-        if last["lr"] != whole["lr"]:
-            diffs.append(f"rank {rank}: final lr differs")
-    return diffs
-
-
 def run_harness(trials: int, s: Settings, seed: int, workdir: Path, echo=print) -> List[TrialResult]:
     """The reference run, then ``trials`` kill-and-resume trials, each compared with it."""
     rng = random.Random(seed)
     s = dataclasses.replace(s, code=snapshot_code(workdir))
     ref = workdir / "reference"
     ref.mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
     pace = Pace(reference_run(ref, s))
-    echo(f"reference: {s.steps} steps, training ~{pace.train_seconds:.1f}s with save delays")
+    # a loaded machine slows every launch alike: a hang is a launch far slower than the reference
+    s = dataclasses.replace(s, launch_timeout=max(s.launch_timeout, 4 * (time.monotonic() - began)))
+    echo(f"reference: {s.steps} steps, training ~{pace.train_seconds:.1f}s with save delays; "
+         f"a launch past {s.launch_timeout:.0f}s counts as hung")
     results = []
     for i in range(trials):
         trial_dir = workdir / f"trial{i:02d}"
@@ -359,6 +320,7 @@ def run_harness(trials: int, s: Settings, seed: int, workdir: Path, echo=print) 
 def summary(results: List[TrialResult]) -> Dict[str, int]:
     return {
         "trials": len(results),
+        "trials_with_a_kill": sum(r.kills > 0 for r in results),
         "kills": sum(r.kills for r in results),
         "kills_during_save": sum(r.save_kills for r in results),
         "resumes": sum(r.resumes for r in results),

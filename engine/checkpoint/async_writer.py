@@ -4,7 +4,8 @@ Why this shape: the step that saves should pay for a memory copy, not for the di
 hands every file it writes to its checkpoint engine (``engine.checkpoint_engine.save(state,
 path)``); :class:`CapturingCheckpointEngine` stands in for it during one ``save_checkpoint``
 and keeps a host copy of each state instead of writing it, and :class:`BackgroundWriter` then
-writes those copies with ``torch.save`` (DeepSpeed's own format and file names, so a tag
+writes those copies with :func:`engine.checkpoint.writer.write_file` (``torch.save`` with
+write-behind, the writer of synchronous saves too: DeepSpeed's own format and file names, so a tag
 written this way loads, resizes, exports and inspects exactly like a synchronous one) and
 fsyncs them, while training goes on.
 
@@ -19,6 +20,8 @@ after every rank reported its background write finished and fsynced.
 
 from __future__ import annotations
 
+import copy
+import enum
 import os
 import threading
 import time
@@ -28,6 +31,7 @@ import torch
 from deepspeed.runtime.checkpoint_engine.checkpoint_engine import CheckpointCommitInfo, CheckpointEngine
 
 from engine.checkpoint import layout
+from engine.checkpoint.writer import write_file
 
 #: Harness only (benchmarks/fault_injection.py): seconds the background writer sleeps after each
 #: file, so that a random SIGKILL lands inside the write. Unset (0) in real runs.
@@ -70,10 +74,11 @@ class HostBuffers:
 def snapshot(obj: Any, memo: Optional[Dict[Any, torch.Tensor]] = None, buffers: Optional[HostBuffers] = None) -> Any:
     """A copy of ``obj`` whose tensors are host copies; the same tensor view twice stays one copy.
 
-    Containers are rebuilt (dict subclasses keep their type), everything else is kept as is:
-    DeepSpeed's states hold ints, strings, enums and small config objects next to tensors,
-    and none of those change after the save. ``buffers``: reuse the host tensors of an
-    earlier save where the shapes match.
+    Containers are rebuilt (dict subclasses keep their type); immutable leaves (numbers,
+    strings, enums, dtypes, shapes) are kept as they are; any other object is deep-copied:
+    DeepSpeed's states hold live objects next to tensors (its loss scaler, whose scale
+    changes as training goes on), and the background write must pickle them as they were
+    at the save. ``buffers``: reuse the host tensors of an earlier save where the shapes match.
     """
     memo = {} if memo is None else memo
     if isinstance(obj, torch.Tensor):
@@ -102,7 +107,21 @@ def snapshot(obj: Any, memo: Optional[Dict[Any, torch.Tensor]] = None, buffers: 
         if hasattr(obj, "_fields"):
             return type(obj)(*items)  # namedtuples take their fields positionally
         return type(obj)(items) if type(obj) is not tuple else tuple(items)
-    return obj
+    return _frozen(obj)
+
+
+_IMMUTABLE = (type(None), bool, int, float, complex, str, bytes, enum.Enum, torch.dtype, torch.device, torch.Size,
+              frozenset, range, type)
+
+
+def _frozen(obj: Any) -> Any:
+    """``obj`` as it is now: itself when immutable, else a deep copy (itself if it cannot be copied)."""
+    if isinstance(obj, _IMMUTABLE):
+        return obj
+    try:
+        return copy.deepcopy(obj)
+    except Exception:  # noqa: BLE001 - an object that refuses copying is written as it is at write time
+        return obj
 
 
 class CapturingCheckpointEngine(CheckpointEngine):
@@ -192,8 +211,7 @@ class BackgroundWriter:
             if _cuda_in_use():
                 torch.cuda.synchronize()  # the non-blocking device-to-host copies have landed
             for path, obj in files:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                torch.save(obj, path)
+                write_file(path, obj)
                 if delay > 0:
                     time.sleep(delay)
             for _, obj in files:

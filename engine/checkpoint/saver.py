@@ -19,6 +19,7 @@ from engine.checkpoint import layout
 from engine.checkpoint.async_writer import BackgroundWriter, CapturingCheckpointEngine, snapshot
 from engine.checkpoint.preempt import EXIT_REQUEUE, NO_REQUEST, StopRequests
 from engine.checkpoint.state import capture_rng, check_ranks_agree, new_sync_group, restore_rng
+from engine.checkpoint.writer import StreamingCheckpointEngine, checkpoint_engine_of, replaceable, write_file
 from engine.errors import EngineError
 from engine.events.hooks import PeriodicHook
 from engine.launch import shutdown_distributed
@@ -55,7 +56,7 @@ def _save_errors_named(save: Callable[..., str]) -> Callable[..., str]:
             return save(trainer, step, *args, **kwargs)
         except OSError as exc:
             where = exc.filename or layout.checkpoint_root(trainer.cfg.OUTPUT_DIR)
-            raise EngineError(_write_failure(where, f"[Errno {exc.errno}] {exc.strerror}")) from exc
+            raise EngineError(_write_failure(where, _os_reason(exc))) from exc
         except RuntimeError as exc:  # torch's zip writer reports failed writes without errno
             said = _torch_write_error(exc)
             if said is None:
@@ -77,6 +78,15 @@ def _torch_write_error(exc: BaseException) -> Optional[str]:
             found = text.splitlines()[-1]
         exc = exc.__context__
     return found
+
+
+def _os_reason(exc: OSError) -> str:
+    """``[Errno N] reason``, with the limit that was hit when it is the file-size limit."""
+    reason = f"[Errno {exc.errno}] {exc.strerror}"
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if exc.errno == errno.EFBIG and limit != resource.RLIM_INFINITY:
+        reason += f": file-size limit {limit} bytes (ulimit -f)"
+    return reason
 
 
 def _likely_os_reason(path: str) -> str:
@@ -108,18 +118,21 @@ def save_checkpoint(trainer: Any, step: int, group: Any = None, *, tag: Optional
     """Save tag ``iter_<step>`` on every rank; returns the tag folder.
 
     Order: rank check (fails fast if a rank is missing) → each engine's DeepSpeed save →
-    this rank's state file → fsync → barrier → rank 0 writes the marker, then ``latest``,
+    this rank's state file (every file written with write-behind and fsynced by
+    ``engine.checkpoint.writer``) → fsync of the folders → barrier → rank 0 writes the marker, then ``latest``,
     then rotates. A crash anywhere before the marker leaves a tag that resume skips.
     A named ``tag`` that is not ``iter_<n>`` (the best checkpoint) is complete the same
     way but becomes neither ``latest`` nor a candidate for rotation.
     """
     pending = _begin(trainer, step, group, tag, marker_extra)
     for name, engine in trainer.model.engines.items():
-        engine.save_checkpoint(pending.tag_dir, tag=name, client_state={"trainer": pending.trainer_state},
-                               save_latest=False)
+        own = engine.checkpoint_engine
+        with checkpoint_engine_of(engine, StreamingCheckpointEngine() if replaceable(own) else own):
+            engine.save_checkpoint(pending.tag_dir, tag=name, client_state={"trainer": pending.trainer_state},
+                                   save_latest=False)
     _fault_pause()
-    torch.save(_rank_state(trainer, pending.trainer_state), layout.rank_state_file(pending.tag_dir, comm.get_rank()))
-    layout.fsync_tree(pending.tag_dir)
+    write_file(layout.rank_state_file(pending.tag_dir, comm.get_rank()), _rank_state(trainer, pending.trainer_state))
+    layout.fsync_tree(pending.tag_dir)  # the folders, and what DeepSpeed wrote itself (its recovery scripts)
     comm.synchronize()  # every rank's files are on disk
     _fault_pause()
     _commit(trainer, pending)
@@ -195,13 +208,9 @@ def start_async_save(trainer: Any, step: int, group: Any, writer: BackgroundWrit
     pending = _begin(trainer, step, group, None, None)
     capture = CapturingCheckpointEngine(writer.buffers)
     for name, engine in trainer.model.engines.items():
-        own = engine.checkpoint_engine
-        engine.checkpoint_engine = capture
-        try:
+        with checkpoint_engine_of(engine, capture):
             engine.save_checkpoint(pending.tag_dir, tag=name, client_state={"trainer": pending.trainer_state},
                                    save_latest=False)
-        finally:
-            engine.checkpoint_engine = own
     capture.files.append((layout.rank_state_file(pending.tag_dir, comm.get_rank()),
                           snapshot(_rank_state(trainer, pending.trainer_state), buffers=writer.buffers)))
     writer.submit(capture.files, pending.tag_dir)

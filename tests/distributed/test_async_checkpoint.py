@@ -126,6 +126,17 @@ def test_snapshot_copies_and_keeps_ties():
     assert type(copy["shape"]) is torch.Size and type(copy["shapes"][0][1]) is torch.Size  # DeepSpeed's param_shapes
 
 
+def test_snapshot_freezes_live_objects():
+    """DeepSpeed's loss scaler is saved as the object itself; its scale moves on before the background write."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler
+
+    scaler = DynamicLossScaler(init_scale=2.0**16, scale_window=1, min_scale=1, delayed_shift=1, consecutive_hysteresis=False)
+    copy = snapshot({"loss_scaler": scaler, "stage": "x"})
+    scaler.cur_scale = 2.0**8  # an overflow after the save
+    assert copy["loss_scaler"].cur_scale == 2.0**16 and type(copy["loss_scaler"]) is DynamicLossScaler
+    assert copy["stage"] == "x"
+
+
 def test_background_writer_writes_fsyncs_and_reports_errors(tmp_path, monkeypatch):
     capture = CapturingCheckpointEngine()
     capture.save({"w": torch.ones(3)}, str(tmp_path / "tag" / "sub" / "f.pt"))
