@@ -10,7 +10,7 @@ written once.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from engine.events.hooks import PeriodicHook
 from engine.trackers.base import RunInfo
@@ -25,11 +25,13 @@ class TrackersHook(PeriodicHook):
     Args:
         group: the unopened writers.
         period: the log period (the window's boundaries).
-        run_info: builds the ``RunInfo`` at train start, when the resumed step is known.
         evaluation: the hook whose ``latest`` / ``last_step`` hold the newest evaluation (or None).
+        run_info: builds the ``RunInfo`` at train start, when the resumed step is known;
+            default ``trainer.run_info()`` (called through the hook's weak trainer reference).
     """
 
-    def __init__(self, group: TrackerGroup, period: int, run_info: Callable[[], RunInfo], evaluation: Any = None) -> None:
+    def __init__(self, group: TrackerGroup, period: int, evaluation: Any = None,
+                 run_info: Optional[Callable[[], RunInfo]] = None) -> None:
         super().__init__(period)
         self.group = group
         self.run_info = run_info
@@ -37,7 +39,7 @@ class TrackersHook(PeriodicHook):
         self._open = False
 
     def before_train(self) -> None:
-        self.group.open(self.run_info())
+        self.group.open(self.run_info() if self.run_info is not None else self.trainer.run_info())
         self._open = True
 
     def after_step(self) -> None:

@@ -68,7 +68,7 @@ def default_hooks(trainer: Any) -> List[HookBase]:
         hooks.append(TensorboardHook(options.LOG_PERIOD))
     trackers = [name for name in options.LOGGERS if name != "tensorboard"]  # TensorboardHook owns TensorBoard
     if trackers and comm.is_main_process():
-        hooks.append(TrackersHook(TrackerGroup.from_names(trackers), options.LOG_PERIOD, trainer.run_info, evaluation))
+        hooks.append(TrackersHook(TrackerGroup.from_names(trackers), options.LOG_PERIOD, evaluation))
     progress = ProgressHook if use_progress_bar(options.PROGRESS) else LoggerHook
     hooks.append(progress(options.LOG_PERIOD))
     hooks.extend(build_config_hooks(options.HOOKS))

@@ -100,7 +100,7 @@ def test_default_hook_order_with_user_hooks_before_the_checkpoint():
     names = [type(h).__name__ for h in default_hooks(SimpleNamespace(cfg=_cfg(TENSORBOARD=False, PROGRESS="bar")))]
     assert names == ["TrainFrameworkCallbacksHook", "EvalHook", "ProgressHook", "CheckpointHook"]
     cfg = _cfg(TENSORBOARD=False, LOGGERS=["csv", "jsonl"])  # trackers go between TensorBoard's place and the logger
-    names = [type(h).__name__ for h in default_hooks(SimpleNamespace(cfg=cfg, run_info=None))]
+    names = [type(h).__name__ for h in default_hooks(SimpleNamespace(cfg=cfg))]
     assert names == ["TrainFrameworkCallbacksHook", "EvalHook", "TrackersHook", "LoggerHook", "CheckpointHook"]
 
 

@@ -176,7 +176,7 @@ def test_trackers_get_the_logged_loss_in_csv_and_jsonl(tmp_path):
 
     evaluation = Evaluation()
     group = TrackerGroup.from_names(["csv", "jsonl"])
-    trackers = TrackersHook(group, 2, lambda: RunInfo(output_dir=str(tmp_path)), evaluation)
+    trackers = TrackersHook(group, 2, evaluation, run_info=lambda: RunInfo(output_dir=str(tmp_path)))
     run(ToyBundle(accumulation=1), steps=4, accumulation=1, hooks=[evaluation, Means(), trackers])
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in records if "train/loss" in r]
