@@ -67,13 +67,17 @@ class ProgressHook(LoggerHook):
         self.bar.set_postfix(shown, refresh=False)
 
     def after_train(self) -> None:
+        self.after_failure()
+        super().after_train()
+
+    def after_failure(self) -> None:
+        """Close the bar and give the console handlers their streams back (the error is printed plainly)."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
         for handler, stream in self._swapped:
             handler.setStream(stream)
         self._swapped = []
-        super().after_train()
 
 
 class _AboveBar:
