@@ -63,7 +63,7 @@ class BaseTrainer(SeedTrainerSurface, TrainLoop):
         with use_run_plan(self.plan):
             model = self.create_model(cfg)
         batch = self.plan.batch
-        TrainLoop.__init__(self, model, None, [], start_iter=0, max_iter=batch.total_steps,
+        TrainLoop.__init__(self, model, None, [], start_iter=0, max_iter=self.max_iter,
                            accumulation=batch.accumulation,
                            metrics=MetricsWindow(batch.global_batch, batch.accumulation * self.dp_size))
         self._build_loaders(cfg)
@@ -84,6 +84,7 @@ class BaseTrainer(SeedTrainerSurface, TrainLoop):
         self.plan: RunPlan = plan.with_dataset(len(self.train_dataset), self.sampler.samples_per_epoch)
         self.steps_per_epoch = self.plan.batch.steps_per_epoch
         self.epoch_mode = self.plan.batch.epoch_mode
+        self.max_iter = self.plan.batch.total_steps  # before create_model: a seed override may read it
 
     def _build_loaders(self, cfg: Any) -> None:
         """The three loaders; built here, iterated only in ``train()``: building one draws no random number."""
