@@ -32,7 +32,7 @@ def test_digits_short_run_writes_its_outputs(tmp_path, config):
     accuracy = float(log.split("final validation accuracy ")[1].split(":")[0])
     assert accuracy > 0.5  # 60 steps: well above chance (0.1); the full run reaches ≥ 0.95
     # the trackers got the figures the log lines show (one metrics window feeds both)
-    logged = {int(m[1]): m[2] for m in re.finditer(r"step (\d+)/60  loss (\S+)", log)}
+    logged = {int(m[1]): m[2] for m in re.finditer(r"step (\d+)/60  .*?  loss (\S+)", log)}
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     jsonl_loss = {r["step"]: f"{r['train/loss']:.4f}" for r in records if "train/loss" in r}
     assert sorted(logged) == [20, 40, 60] and jsonl_loss == logged
