@@ -49,10 +49,6 @@ def resolve_loggers(cfg: Dict[str, Any], written: Iterable[str]) -> None:
                    "); remove trainer.tensorboard from the config")
     trainer["loggers"] = names
     trainer["tensorboard"] = "tensorboard" in names
-    unfed = [n for n in names if n != "tensorboard"]
-    if unfed:  # until the loop feeds the writers (engine.trackers); TensorboardHook writes TensorBoard
-        _warn_once(f"trainer.loggers: {', '.join(unfed)} not written yet: the training loop does not feed "
-                   "engine.trackers writers yet (only TensorBoard is written)")
 
 
 def _warn_once(message: str) -> None:

@@ -1,7 +1,8 @@
 """The hook protocol the loop calls, at the bottom so log/ and checkpoint/ hooks need not import trainer/.
 
 A hook is told four moments of a run (``before_train``, ``before_step``, ``after_step``,
-``after_train``); the order of the list and the default hooks are the trainer's business
+``after_train``), and ``after_failure`` instead of ``after_train`` when a step raised; it
+reads the loop and writes only its own state. The order of the list and the default hooks are the trainer's business
 (``engine.trainer.hook_registry``).
 """
 
@@ -22,6 +23,9 @@ class HookBase:
     def before_step(self) -> None: ...
 
     def after_step(self) -> None: ...
+
+    def after_failure(self) -> None:
+        """Training raised: release what ``before_train`` opened (files, runs); the error propagates after."""
 
 
 class PeriodicHook(HookBase):

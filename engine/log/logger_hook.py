@@ -7,7 +7,6 @@ import time
 from typing import Dict
 
 from engine.events.hooks import PeriodicHook
-from engine.events.window import StepWindow
 
 logger = logging.getLogger("engine")
 
@@ -15,39 +14,32 @@ logger = logging.getLogger("engine")
 class LoggerHook(PeriodicHook):
     """Logs the mean of every step output over the period, the LR of each engine and samples/s.
 
-    Step outputs stay tensors between logs: converting them every step would force a
-    device sync per step on GPU. ``ProgressHook`` (engine.log.progress) replaces the
-    console line with a progress bar by overriding ``write``.
+    The figures come from the loop's metrics window (``trainer.metrics``, engine.log.metrics),
+    which every writer shares. ``ProgressHook`` (engine.log.progress) replaces the console
+    line with a progress bar by overriding ``write``.
     """
 
     def __init__(self, period: int) -> None:
         super().__init__(period)
-        self.window = StepWindow()
         self._train_start = 0.0
 
     def before_train(self) -> None:
         self._train_start = time.perf_counter()
-        self.window.reset()
 
     def after_step(self) -> None:
-        trainer = self.trainer
-        self.window.add(trainer.step_outputs, trainer.data_time)
         if not self.is_due():
             return
-        count, data_time = len(self.window), self.window.data_time
-        means = self.window.means()
-        elapsed = self.window.reset()
-        speed = count * trainer.global_batch_size / elapsed
+        trainer = self.trainer
         done = trainer.iter + 1
-        eta = (trainer.max_iter - done) * elapsed / count
-        lrs = trainer.model.learning_rates()
-        trainer.latest_logged = dict(means, samples_per_s=speed)
+        summary = trainer.metrics.summary(done, trainer.model)
+        means, lrs = summary.means, summary.lrs
+        eta = (trainer.max_iter - done) * summary.elapsed / summary.steps
         lr_text = "  ".join(f"lr/{k} {v:.3e}" for k, v in lrs.items())
         terms = "  ".join(f"{k} {v:.4f}" for k, v in means.items())
         epoch = f"epoch {trainer.epoch}  " if trainer.epoch_mode else ""
         self.write(
-            f"step {done}/{trainer.max_iter}  {epoch}{terms}  {lr_text}  samples/s {speed:.1f}  "
-            f"data {100 * data_time / elapsed:.0f}%  eta {_format_seconds(eta)}",
+            f"step {done}/{trainer.max_iter}  {epoch}{terms}  {lr_text}  samples/s {summary.samples_per_s:.1f}  "
+            f"data {100 * summary.data_share:.0f}%  eta {_format_seconds(eta)}",
             means, lrs,
         )
 

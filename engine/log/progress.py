@@ -67,13 +67,20 @@ class ProgressHook(LoggerHook):
         self.bar.set_postfix(shown, refresh=False)
 
     def after_train(self) -> None:
+        self._close_bar()
+        super().after_train()
+
+    def after_failure(self) -> None:
+        self._close_bar()  # the error is then printed plainly, not through a dead bar
+
+    def _close_bar(self) -> None:
+        """Close the bar and give the console handlers their streams back."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
         for handler, stream in self._swapped:
             handler.setStream(stream)
         self._swapped = []
-        super().after_train()
 
 
 class _AboveBar:

@@ -18,16 +18,14 @@ Event files go to ``output_dir/tensorboard``, from rank 0 only. Tags:
 from __future__ import annotations
 
 import logging
-import math
 import os
 from typing import Any, Optional
 
 import torch
 
 from engine import comm
-from engine.log.monitor import GpuMonitor, cpu_rss_gb
+from engine.log.monitor import GpuMonitor
 from engine.events.hooks import PeriodicHook
-from engine.events.window import StepWindow
 from engine.config.node import to_plain
 from engine.runplan.ds_config import summarize
 
@@ -37,8 +35,9 @@ logger = logging.getLogger("engine")
 class TensorboardHook(PeriodicHook):
     """Writes the tags listed in the module doc every ``period`` steps (and after the last).
 
-    Step outputs become floats only at a write, together, so the loop has no per-step
-    device sync; evaluation metrics are written at the step they come from.
+    The scalars are the loop's metrics window (``trainer.metrics``), computed once per log
+    boundary for every writer; NVML readings, images and text are this hook's own.
+    Evaluation metrics are written at the step they come from.
 
     Args:
         period: write every N optimizer steps (0: only at the end).
@@ -50,7 +49,6 @@ class TensorboardHook(PeriodicHook):
         super().__init__(period)
         self.log_dir = log_dir
         self.writer: Any = None
-        self.window = StepWindow()
         self._nvml = nvml
         self.gpu: Optional[GpuMonitor] = None
 
@@ -65,7 +63,6 @@ class TensorboardHook(PeriodicHook):
         self.writer = SummaryWriter(log_dir, purge_step=trainer.start_iter or None)
         self.gpu = GpuMonitor(self._nvml)
         self._write_text_at_start()
-        self.window.reset()
 
     def _write_text_at_start(self) -> None:
         import yaml
@@ -82,11 +79,9 @@ class TensorboardHook(PeriodicHook):
         if self.writer is None:
             return
         trainer = self.trainer
-        self.window.add(trainer.step_outputs, trainer.data_time)
         step = trainer.iter + 1
         storage = trainer.storage
-        metrics = storage.pop_metrics()
-        for name, value in metrics.items():
+        for name, value in storage.pop_metrics().items():
             self.writer.add_scalar(name, value, step)
         if self.is_due():
             self._write_period(step)
@@ -94,32 +89,15 @@ class TensorboardHook(PeriodicHook):
                 self.writer.add_image(name, image_grid(image), step, dataformats="CHW")
 
     def _write_period(self, step: int) -> None:
-        trainer, add = self.trainer, self.writer.add_scalar
-        count, data_time = len(self.window), self.window.data_time
-        means = self.window.means()
-        elapsed = self.window.reset()
-        tokens = means.pop("tokens", None)
-        for name, value in means.items():
-            add(f"train/{name}", value, step)
-        for name, lr in trainer.model.learning_rates().items():
-            add(f"lr/{name}", lr, step)
-        for name, engine in trainer.model.engines.items():
-            _engine_scalars(add, name, engine, step)
-        add("speed/samples_per_s", count * trainer.global_batch_size / elapsed, step)
-        if tokens is not None:  # this rank's count per micro-batch, times micro-batches and data-parallel ranks
-            add("speed/tokens_per_s", tokens * trainer.accumulation * trainer.dp_size * count / elapsed, step)
-        step_s, data_s = elapsed / count, data_time / count
-        add("time/step_s", step_s, step)
-        add("time/data_s", data_s, step)
-        add("time/compute_s", max(step_s - data_s, 0.0), step)
-        add("time/data_share", data_time / elapsed, step)
-        rss = cpu_rss_gb()
-        if rss is not None:
-            add("system/cpu_rss_gb", rss, step)
+        """The metrics window's scalars (shared with the log line and the trackers), plus NVML readings."""
+        summary = self.trainer.metrics.summary(step, self.trainer.model)
+        for name, value in summary.scalars.items():
+            self.writer.add_scalar(name, value, step)
         for name, value in self.gpu.read().items():
-            add(f"gpu/{name}", value, step)
-        if torch.cuda.is_available():
-            add("gpu/torch_max_allocated_gb", torch.cuda.max_memory_allocated() / 2**30, step)
+            self.writer.add_scalar(f"gpu/{name}", value, step)
+
+    def after_failure(self) -> None:
+        self.after_train()  # what was written so far stays readable
 
     def after_train(self) -> None:
         if self.writer is not None:
@@ -127,20 +105,6 @@ class TensorboardHook(PeriodicHook):
             self.writer = None
         if self.gpu is not None:
             self.gpu.close()
-
-
-def _engine_scalars(add: Any, name: str, engine: Any, step: int) -> None:
-    """Gradient norm and, under fp16, loss scale and skipped steps of one DeepSpeed engine."""
-    norm = engine.get_global_grad_norm() if hasattr(engine, "get_global_grad_norm") else None
-    if norm is not None:
-        norm = float(norm)
-        if math.isfinite(norm):
-            add(f"grad_norm/{name}", norm, step)
-    if hasattr(engine, "fp16_enabled") and engine.fp16_enabled():
-        add(f"fp16/{name}/skipped_steps", float(engine.skipped_steps), step)
-        scale = getattr(engine.optimizer, "cur_scale", None)
-        if scale is not None:
-            add(f"fp16/{name}/loss_scale", float(scale), step)
 
 
 def _verbatim(text: str) -> str:

@@ -8,6 +8,7 @@ from typing import Any, ContextManager, Dict, Mapping, Tuple
 import torch
 
 from engine.errors import EngineError
+from engine.events.step import StepResult
 from engine.model.build import build_network
 from engine.model.ema import build_ema
 from engine.model.precision import compute_dtype, to_device
@@ -55,7 +56,7 @@ class BaseModel(SeedModelSurface):
         self.g_lr_scheduler = wrapped.lr_scheduler
         self._clip = cfg.SOLVER.GENERATOR.CLIP_GRADIENTS
         self.skipped_nonfinite_steps = 0  # optimizer steps dropped for NaN/inf gradients (solver.nan_policy)
-        self.last_step_skipped = False  # reset by the trainer before each step
+        self.last_step_skipped = False  # whether the latest micro-step's optimizer update was dropped
         # the loop counter of the latest training step; evaluation hands it to run_step too, since
         # seed-era run_step code computes with epoch (epoch % n) and never saw None
         self.last_epoch: Any = None
@@ -82,23 +83,32 @@ class BaseModel(SeedModelSurface):
         raise NotImplementedError(f"{type(self).__name__} must implement generator(data)")
 
     # ---- what the trainer calls -----------------------------------------------------------
-    def train_micro_step(self, data: Any, *, epoch: Any = None) -> Dict[str, torch.Tensor]:
-        """Forward, backward and (at an accumulation boundary) optimizer step for one micro-batch."""
+    def train_micro_step(self, data: Any, *, epoch: Any = None) -> StepResult:
+        """Forward, backward and (at an accumulation boundary) optimizer step for one micro-batch.
+
+        Returns:
+            What to log, whether the update was dropped as non-finite (``solver.nan_policy``)
+            and whether this micro-batch ended the accumulation window.
+        """
+        self.last_step_skipped = False
         if self.pipeline is not None:  # pipeline: micro-batches queue up; the step's last runs them all
             outputs = self.pipeline.train_micro(data)
             if outputs is not None and self.ema is not None:
                 self.ema.update()
-            return outputs or {}
+            return StepResult(outputs or {}, skipped=False, boundary=outputs is not None)
         self.last_epoch = epoch
         loss, scalars = split_step_output(self.run_step(data, epoch=epoch), type(self).__name__)
         outcome = backward_step(self.g_model, loss, self._clip)
         self.note_step(outcome)
         if outcome.boundary and not outcome.skipped and self.ema is not None:
             self.ema.update()  # a skipped (non-finite) step leaves the average untouched
-        return {"loss": loss.detach(), **scalars}
+        return StepResult({"loss": loss.detach(), **scalars}, skipped=outcome.skipped, boundary=outcome.boundary)
 
     def note_step(self, outcome: StepOutcome) -> None:
-        """Remember whether this optimizer step was skipped for non-finite gradients (solver.nan_policy)."""
+        """Count an optimizer step dropped for non-finite gradients, once per micro-step (solver.nan_policy).
+
+        A GAN micro-step steps several engines; they share one count.
+        """
         if outcome.skipped and not self.last_step_skipped:
             self.skipped_nonfinite_steps += 1
         self.last_step_skipped = self.last_step_skipped or outcome.skipped

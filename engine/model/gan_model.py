@@ -38,6 +38,7 @@ import torch
 
 from engine.config.checks import discriminator_plan
 from engine.errors import EngineError
+from engine.events.step import StepResult
 from engine.model.base_model import BaseModel, set_train_mode
 from engine.model.build import build_network
 from engine.model.engine_wrap import backward_step, wrap_network
@@ -236,16 +237,22 @@ class BaseGanModel(BaseModel):
         self._step_log[key] = loss.detach()
 
     # ---- what the trainer calls ----------------------------------------------------------------
-    def train_micro_step(self, data: Any, *, epoch: Any = None) -> Dict[str, torch.Tensor]:
-        """Run the user's ``run_step``, which steps every network through the helpers; return what to log."""
+    def train_micro_step(self, data: Any, *, epoch: Any = None) -> StepResult:
+        """Run the user's ``run_step``, which steps every network through the helpers; return its outcome.
+
+        ``skipped``: an engine's update was dropped as non-finite in this micro-step;
+        ``boundary``: the generator's accumulation window ended (every engine shares it).
+        """
         self._step_log, self._g_stepped, self._g_rests = {}, False, False
+        self.last_step_skipped = False
         self.last_epoch = epoch
+        boundary = self.g_model.is_gradient_accumulation_boundary()  # read before g_backward_step advances it
         output = self.run_step(data, epoch=epoch)
         if not self._g_stepped and not self._g_rests:
             self._freeze_discriminators(False)
             raise EngineError(f"{type(self).__name__}.run_step never called g_backward_step(loss): in a GAN model "
                               "run_step steps the networks itself (see engine.model.gan_model)")
-        return self._logged_scalars(output)
+        return StepResult(self._logged_scalars(output), skipped=self.last_step_skipped, boundary=boundary)
 
     def eval_step(self, data: Any) -> Dict[str, torch.Tensor]:
         """One evaluation batch: the losses ``run_step`` records, nothing stepped.

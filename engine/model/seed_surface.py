@@ -39,7 +39,8 @@ class SeedModelSurface:
         engine's DeepSpeed engine counts the accumulation itself.
         """
         if self.g_model.training:  # enable_train / disable_train keep the engine's flag right
-            return self.train_micro_step(data, epoch=epoch)
+            result = self.train_micro_step(data, epoch=epoch)
+            return getattr(result, "outputs", result)  # a StepResult's outputs; an older override's dict
         return self.generator(data)
 
     @property

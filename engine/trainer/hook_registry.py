@@ -2,12 +2,13 @@
 
 Default order (``default_hooks``), and why:
 
-1. ``SeedCallbacksHook``: the seed's ``before_loop`` / ``iterate_after`` / ``after_loop`` run
+1. ``TrainFrameworkCallbacksHook``: the seed's ``before_loop`` / ``iterate_after`` / ``after_loop`` run
    first, so they may read or change the step outputs every later hook sees.
 2. ``EvalHook`` (``solver.eval_period``): before anything that reports, so a step's
    metrics are logged and written with that step.
 3. ``BestCheckpointHook`` (when ``solver.best_metric`` is set): right after the evaluation it judges.
-4. ``TensorboardHook`` (rank 0, ``trainer.tensorboard``).
+4. ``TensorboardHook`` (rank 0, ``trainer.tensorboard``), then ``TrackersHook`` (rank 0, the
+   other ``trainer.loggers``): both write the loop's one metrics window.
 5. ``ProgressHook`` (rank 0 on a terminal) or ``LoggerHook``: near the end, so the time it
    reports includes the other hooks.
 6. the hooks of ``trainer.hooks``, in list order.
@@ -26,10 +27,12 @@ from engine.checkpoint.preempt import StopRequests, signal_numbers
 from engine.checkpoint.saver import CheckpointHook
 from engine.log.progress import ProgressHook, use_progress_bar
 from engine.log.tensorboard import TensorboardHook
+from engine.log.trackers_hook import TrackersHook
+from engine.trackers.group import TrackerGroup
 from engine.trainer.best_hook import BestCheckpointHook
 from engine.events.hooks import HookBase
 from engine.log.logger_hook import LoggerHook
-from engine.trainer.hooks import EvalHook, SeedCallbacksHook
+from engine.trainer.hooks import EvalHook, TrainFrameworkCallbacksHook
 from engine.utils.registry import Registry
 
 HOOK_REGISTRY = Registry("HOOK")
@@ -58,11 +61,14 @@ def default_hooks(trainer: Any) -> List[HookBase]:
     cfg = trainer.cfg
     solver, options = cfg.SOLVER, cfg.TRAINER
     evaluation = EvalHook(solver.EVAL_PERIOD)
-    hooks: List[HookBase] = [SeedCallbacksHook(), evaluation]
+    hooks: List[HookBase] = [TrainFrameworkCallbacksHook(), evaluation]
     if solver.BEST_METRIC:
         hooks.append(BestCheckpointHook(evaluation, solver.BEST_METRIC, solver.BEST_MODE))
     if options.TENSORBOARD and comm.is_main_process():
         hooks.append(TensorboardHook(options.LOG_PERIOD))
+    trackers = [name for name in options.LOGGERS if name != "tensorboard"]  # TensorboardHook owns TensorBoard
+    if trackers and comm.is_main_process():
+        hooks.append(TrackersHook(TrackerGroup.from_names(trackers), options.LOG_PERIOD, evaluation))
     progress = ProgressHook if use_progress_bar(options.PROGRESS) else LoggerHook
     hooks.append(progress(options.LOG_PERIOD))
     hooks.extend(build_config_hooks(options.HOOKS))

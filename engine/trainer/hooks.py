@@ -9,7 +9,7 @@ The loop calls, for each hook in list order::
         hook.after_step()
     hook.after_train()
 
-Order matters: the user's seed callbacks run first (they may read or change step outputs),
+Order matters: the user's TrainFramework callbacks run first (they may read or change step outputs),
 evaluation before logging (so a logged line can include fresh metrics), the logger near
 the end so it reports the time every other hook took, and the checkpoint last. The full
 default list and the reasons are in ``engine.trainer.hook_registry``.
@@ -31,14 +31,15 @@ from engine.events.window import StepWindow, reduce_mean
 from engine.log.logger_hook import LoggerHook
 from engine.utils.signature import positional_capacity
 
-__all__ = ["EvalHook", "HookBase", "LoggerHook", "PeriodicHook", "SeedCallbacksHook", "StepWindow", "reduce_mean",
-           "register_hooks"]
+__all__ = ["EvalHook", "HookBase", "LoggerHook", "PeriodicHook", "SeedCallbacksHook", "StepWindow",
+           "TrainFrameworkCallbacksHook", "reduce_mean", "register_hooks"]
 
 logger = logging.getLogger("engine")
 
 
-class SeedCallbacksHook(HookBase):
-    """Calls the seed's overridable trainer methods: before_loop, iterate_after, after_loop."""
+class TrainFrameworkCallbacksHook(HookBase):
+    """Calls the trainer methods TrainFramework (engine's predecessor) let a subclass override:
+    before_loop, iterate_after, after_loop."""
 
     seed_form = False
 
@@ -58,11 +59,14 @@ class SeedCallbacksHook(HookBase):
         self.trainer.after_loop()
 
 
+SeedCallbacksHook = TrainFrameworkCallbacksHook  # the earlier name ("seed" meant TrainFramework), kept importable
+
+
 class EvalHook(PeriodicHook):
     """Runs ``trainer.evaluate`` on the validation loader every ``period`` steps and at the end.
 
-    Scalar results become ``trainer.latest_metrics`` (and go to the event storage for
-    TensorBoard); an ``images`` tensor in the result goes to the storage as an image grid.
+    Scalar results are this hook's ``latest`` (``trainer.latest_metrics`` reads them) and go
+    to the event storage for TensorBoard; an ``images`` tensor in the result goes to the storage as an image grid.
     """
 
     def __init__(self, period: int) -> None:
@@ -78,7 +82,6 @@ class EvalHook(PeriodicHook):
         images = {k: v for k, v in results.items() if isinstance(v, torch.Tensor) and v.dim() >= 3}
         self.latest = {k: float(v) for k, v in results.items() if k not in images}
         self.last_step = self.trainer.iter + 1
-        self.trainer.latest_metrics = dict(self.latest)
         storage = getattr(self.trainer, "storage", None)
         if storage is not None:
             storage.put_metrics(self.latest)

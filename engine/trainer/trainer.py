@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import time
+import os
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import torch
@@ -12,9 +12,8 @@ from engine import comm
 from engine.checkpoint.trainer_checkpoint import TrainerCheckpoint
 from engine.data.build import build_dataset
 from engine.errors import EngineError
-from engine.data.loader import build_inference_loader, build_train_loader, next_batch
+from engine.data.loader import build_inference_loader, build_train_loader
 from engine.data.samplers import GroupedTrainingSampler, TrainingSampler, aspect_ratio_groups
-from engine.events.storage import EventStorage
 from engine.model.base_model import split_step_output
 from engine.model.build import build_model
 from engine.model.run_plan import current_plan
@@ -22,7 +21,11 @@ from engine.runplan.plan import GENERATOR, RunPlan, use_run_plan
 from engine.trainer.registry import BUILD_TRAINER_REGISTRY
 from engine.events.hooks import HookBase
 from engine.events.window import reduce_mean
-from engine.trainer.hooks import register_hooks
+from engine.trainer.hooks import EvalHook, register_hooks
+from engine.trainer.loop import TrainLoop
+from engine.log.metrics import MetricsWindow
+from engine.trackers.base import RunInfo
+from engine.config.node import to_plain
 from engine.trainer.seed_surface import SeedTrainerSurface
 from engine.utils.signature import positional_capacity
 
@@ -30,8 +33,11 @@ logger = logging.getLogger("engine")
 
 
 @BUILD_TRAINER_REGISTRY.register()
-class BaseTrainer(SeedTrainerSurface):
-    """Builds the datasets, loaders and model bundle from the config, then runs the loop.
+class BaseTrainer(SeedTrainerSurface, TrainLoop):
+    """Builds the datasets, loaders, model bundle and hooks from the config, then runs ``TrainLoop``.
+
+    ``__init__`` is a list of build steps: data (collate functions, datasets, sampler, plan),
+    model bundle (``create_model``), the loop's numbers, loaders, checkpoint, hooks.
 
     One ``step`` is one optimizer step: ``solver.gradient_accumulation_batch`` micro-batches
     through ``model.train_micro_step``. In epoch mode (``trainer.enable_epoch_method``) the
@@ -52,8 +58,20 @@ class BaseTrainer(SeedTrainerSurface):
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
-        solver = cfg.SOLVER
         plan = current_plan(cfg)  # the scheduler's; built here for a trainer made by hand
+        self._build_data(cfg, plan)
+        with use_run_plan(self.plan):
+            model = self.create_model(cfg)
+        batch = self.plan.batch
+        TrainLoop.__init__(self, model, None, [], start_iter=0, max_iter=self.max_iter,
+                           accumulation=batch.accumulation,
+                           metrics=MetricsWindow(batch.global_batch, batch.accumulation * self.dp_size))
+        self._build_loaders(cfg)
+        self.checkpoint = TrainerCheckpoint(self)
+        self.hooks: List[HookBase] = register_hooks(self, self.build_hooks())
+
+    def _build_data(self, cfg: Any, plan: RunPlan) -> None:
+        """Collate functions, datasets, the training sampler, and the plan completed with the epoch arithmetic."""
         self.accumulation = plan.batch.accumulation
         self.micro_batch = plan.batch.micro_batch
         self._choose_collate_fns(cfg)
@@ -63,26 +81,17 @@ class BaseTrainer(SeedTrainerSurface):
         # ranks of one model replica (pipeline stages, TP shards) read the same data
         self.dp_rank, self.dp_size = plan.layout.data_parallel_rank, plan.layout.data_parallel_size
         self.sampler = self.build_train_sampler()
-        # the plan, completed with the epoch arithmetic now that the data set is known
         self.plan: RunPlan = plan.with_dataset(len(self.train_dataset), self.sampler.samples_per_epoch)
         self.steps_per_epoch = self.plan.batch.steps_per_epoch
         self.epoch_mode = self.plan.batch.epoch_mode
-        self.max_iter = self.plan.batch.total_steps
-        with use_run_plan(self.plan):
-            self.model = self.create_model(cfg)
-        self.start_iter = 0
-        self.iter = 0
-        self.step_outputs: Dict[str, torch.Tensor] = {}
-        self.data_time = 0.0
-        self.latest_metrics: Dict[str, float] = {}
-        self.latest_logged: Dict[str, float] = {}
-        # loaders are built here but iterated only in train(): building one draws no random number
+        self.max_iter = self.plan.batch.total_steps  # before create_model: a seed override may read it
+
+    def _build_loaders(self, cfg: Any) -> None:
+        """The three loaders; built here, iterated only in ``train()``: building one draws no random number."""
+        solver = cfg.SOLVER
         self.train_data_loader = self._train_loader()
         self.val_data_loader = self._inference_loader(self.val_dataset, solver.VAL_PER_BATCH)
         self.test_data_loader = self._inference_loader(self.test_dataset, solver.TEST_PER_BATCH)
-        self.checkpoint = TrainerCheckpoint(self)
-        self.hooks: List[HookBase] = register_hooks(self, self.build_hooks())
-        self._data_iter: Optional[Iterator] = None
 
     # ---- construction (seed hooks) ----------------------------------------------------------
     def create_dataset(self, spec: Mapping[str, Any], where: Optional[str] = None) -> Any:
@@ -173,37 +182,28 @@ class BaseTrainer(SeedTrainerSurface):
         return not self.epoch_mode or (self.iter + 1) % self.steps_per_epoch == 0
 
     def train(self) -> None:
-        """Run from ``start_iter`` to ``max_iter``."""
+        """Run from ``start_iter`` to ``max_iter`` (``TrainLoop.train`` on the training loader)."""
         logger.info(f"training steps {self.start_iter}..{self.max_iter} "
                     f"({self.steps_per_epoch} steps per epoch, global batch {self.global_batch_size})")
         self.sampler.start = self._sampler_position(self.start_iter)  # from global_sample_index
-        self._data_iter = iter(self.train_data_loader)
+        self.data = self.train_data_loader  # a subclass may have replaced the loader after __init__
         self.model.enable_train()
-        with EventStorage() as self.storage:
-            self._call_hooks("before_train")
-            for self.iter in range(self.start_iter, self.max_iter):
-                self._call_hooks("before_step")
-                self.run_step()
-                self._call_hooks("after_step")
-            self._call_hooks("after_train")
+        TrainLoop.train(self)
 
     def loop(self) -> None:
         """The seed's name of ``train``, and what the scheduler calls: a subclass may override either."""
         self.train()
 
-    def run_step(self) -> None:
-        """One optimizer step: ``accumulation`` micro-batches through the model bundle."""
-        self.data_time = 0.0
-        self.model.last_step_skipped = False
-        for _ in range(self.accumulation):
-            start = time.perf_counter()
-            data = next_batch(self._data_iter)  # shared-memory exhaustion -> EngineError
-            self.data_time += time.perf_counter() - start
-            for name, value in self.model.train_micro_step(data, epoch=self.loop_counter).items():
-                self.storage.put_scalar(name, value)
-        if self.model.last_step_skipped:
-            self._on_nonfinite_step()
-        self.step_outputs = self.storage.pop_step()
+    @property
+    def latest_metrics(self) -> Dict[str, float]:
+        """The newest evaluation's metrics, as the ``EvalHook`` holds them ({} before the first)."""
+        evaluation = next((h for h in self.hooks if isinstance(h, EvalHook)), None)
+        return dict(evaluation.latest) if evaluation is not None else {}
+
+    def run_info(self) -> RunInfo:
+        """What the ``trainer.loggers`` trackers learn at train start (``start_step``: the resumed step)."""
+        return RunInfo(output_dir=self.cfg.OUTPUT_DIR, config=to_plain(self.cfg), plan=self.plan.to_json(),
+                       name=os.path.basename(os.path.normpath(self.cfg.OUTPUT_DIR)), start_step=self.start_iter)
 
     def _on_nonfinite_step(self) -> None:
         """``solver.nan_policy``: the update of this step was not applied (on every rank); skip or stop."""
@@ -224,10 +224,6 @@ class BaseTrainer(SeedTrainerSurface):
             f"not applied; the last good weights are saved in {tag_dir} (--resume continues after this batch). "
             "Set solver.nan_policy = 'skip' to skip such steps instead."
         )
-
-    def _call_hooks(self, stage: str) -> None:
-        for hook in self.hooks:
-            getattr(hook, stage)()
 
     # ---- evaluation ------------------------------------------------------------------------
     def run_evaluation(self) -> Dict[str, float]:

@@ -1,7 +1,9 @@
 """The command line as a user runs it: the digits example, bad input, plain-python multi-process."""
 
+import csv
 import glob
 import json
+import re
 import sys
 
 import pytest
@@ -17,7 +19,8 @@ def test_digits_short_run_writes_its_outputs(tmp_path, config):
     out = tmp_path / "digits"
     result = run_cli([sys.executable, str(DIGITS / "train.py"), "--config-file", str(DIGITS / "configs" / config),
                       "--opts", "output_dir", str(out), "solver.max_iter", "60", "solver.eval_period", "30",
-                      "trainer.log_period", "20", "solver.generator.lr_scheduler.params.max_iter", "60"])
+                      "trainer.log_period", "20", "solver.generator.lr_scheduler.params.max_iter", "60",
+                      "trainer.loggers", "['tensorboard', 'csv', 'jsonl']"])
     assert result.returncode == 0, result.stdout[-4000:]
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["solver"]["max_iter"] == 60 and saved["output_dir"] == str(out)
@@ -28,6 +31,15 @@ def test_digits_short_run_writes_its_outputs(tmp_path, config):
     assert "step 60/60" in log and "eval at step 30" in log and "final validation accuracy" in log
     accuracy = float(log.split("final validation accuracy ")[1].split(":")[0])
     assert accuracy > 0.5  # 60 steps: well above chance (0.1); the full run reaches ≥ 0.95
+    # the trackers got the figures the log lines show (one metrics window feeds both)
+    logged = {int(m[1]): m[2] for m in re.finditer(r"step (\d+)/60  .*?  loss (\S+)", log)}
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    jsonl_loss = {r["step"]: f"{r['train/loss']:.4f}" for r in records if "train/loss" in r}
+    assert sorted(logged) == [20, 40, 60] and jsonl_loss == logged
+    assert [r["step"] for r in records if "val/accuracy" in r] == [30, 60]
+    with open(out / "metrics.csv") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["name"] == "train/loss"]
+    assert {int(r["step"]): f"{float(r['value']):.4f}" for r in rows} == logged
 
 
 @pytest.mark.parametrize("opts,message", [

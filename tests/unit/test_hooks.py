@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from engine.errors import ConfigError, RegistryError
+from engine.log.metrics import MetricsWindow
 from engine.log.progress import ProgressHook, use_progress_bar
 from engine.events.storage import EventStorage
 from engine.trainer.hook_registry import HOOK_REGISTRY, build_config_hooks, default_hooks
@@ -83,7 +84,7 @@ def test_hook_registry_errors_name_the_config_path():
 
 
 def _cfg(**trainer_keys):
-    trainer = dict(LOG_PERIOD=5, TENSORBOARD=True, PROGRESS="log", HOOKS=[], DIST_TIMEOUT=60.0)
+    trainer = dict(LOG_PERIOD=5, TENSORBOARD=True, LOGGERS=["tensorboard"], PROGRESS="log", HOOKS=[], DIST_TIMEOUT=60.0)
     trainer.update(trainer_keys)
     solver = SimpleNamespace(EVAL_PERIOD=0, BEST_METRIC="", BEST_MODE="max", CHECKPOINT_PERIOD=0, STOP_AT_ITER=0,
                              SAVE_ON_SIGNAL=["SIGTERM"], CHECKPOINT_ASYNC=False)
@@ -94,10 +95,13 @@ def test_default_hook_order_with_user_hooks_before_the_checkpoint():
     cfg = _cfg(HOOKS=[dict(name="CountingHook", period=2)])
     cfg.SOLVER.BEST_METRIC = "val/loss"
     names = [type(h).__name__ for h in default_hooks(SimpleNamespace(cfg=cfg))]
-    assert names == ["SeedCallbacksHook", "EvalHook", "BestCheckpointHook", "TensorboardHook", "LoggerHook",
+    assert names == ["TrainFrameworkCallbacksHook", "EvalHook", "BestCheckpointHook", "TensorboardHook", "LoggerHook",
                      "CountingHook", "CheckpointHook"]
     names = [type(h).__name__ for h in default_hooks(SimpleNamespace(cfg=_cfg(TENSORBOARD=False, PROGRESS="bar")))]
-    assert names == ["SeedCallbacksHook", "EvalHook", "ProgressHook", "CheckpointHook"]
+    assert names == ["TrainFrameworkCallbacksHook", "EvalHook", "ProgressHook", "CheckpointHook"]
+    cfg = _cfg(TENSORBOARD=False, LOGGERS=["csv", "jsonl"])  # trackers go between TensorBoard's place and the logger
+    names = [type(h).__name__ for h in default_hooks(SimpleNamespace(cfg=cfg))]
+    assert names == ["TrainFrameworkCallbacksHook", "EvalHook", "TrackersHook", "LoggerHook", "CheckpointHook"]
 
 
 class Stream:
@@ -127,9 +131,11 @@ def test_progress_hook_shows_a_bar_and_sends_period_lines_to_the_file_only(capsy
     trainer.step_outputs, trainer.data_time, trainer.global_batch_size = {"loss": torch.tensor(0.25)}, 0.0, 8
     trainer.epoch_mode = False
     trainer.model = SimpleNamespace(learning_rates=lambda: {"generator": 0.01})
+    trainer.metrics = MetricsWindow(trainer.global_batch_size)
     hook = register_hooks(trainer, [ProgressHook(2)])[0]
     hook.before_train()
     for trainer.iter in range(4):
+        trainer.metrics.add(trainer.step_outputs, trainer.data_time)  # what the loop does after each step
         hook.after_step()
     log.info("a message above the bar")
     hook.after_train()

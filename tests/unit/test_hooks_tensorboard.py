@@ -6,6 +6,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from engine.log.metrics import MetricsWindow
 from engine.log.monitor import GpuMonitor
 from engine.events.storage import EventStorage
 from engine.log.tensorboard import TensorboardHook, image_grid
@@ -89,6 +90,7 @@ class FakeTrainer:
         self.model = SimpleNamespace(learning_rates=lambda: {"generator": 0.1, "discriminator": 0.2},
                                      engines={"generator": FakeEngine(True), "discriminator": FakeEngine(False)})
         self.storage = EventStorage()
+        self.metrics = MetricsWindow(self.global_batch_size, self.accumulation * self.dp_size)
         self.data_time = 0.0
 
 
@@ -99,6 +101,7 @@ def test_tensorboard_hook_writes_every_tag(tmp_path):
     for trainer.iter in range(4):
         trainer.step_outputs = {"loss": torch.tensor(float(trainer.iter)), "l1": torch.tensor(0.5), "tokens": 100.0}
         trainer.data_time = 0.001
+        trainer.metrics.add(trainer.step_outputs, trainer.data_time)  # what the loop does after each step
         if trainer.iter == 2:
             trainer.storage.put_metrics({"val/acc": 0.9})
             trainer.storage.put_image("val/images", torch.rand(3, 1, 5, 5))
