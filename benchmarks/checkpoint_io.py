@@ -7,9 +7,9 @@ peak RSS above the import floor is compared with the largest file it writes.
 
 Run: ``python benchmarks/checkpoint_io.py [--params-m 64] [--stages 1 2 3] [--shard 100MB]``
 (CPU, one rank, AdamW with one step taken so the optimizer state is real). For each ZeRO stage
-the saves run in a child process: two synchronous ``save_checkpoint`` (the faster counts),
-two asynchronous ones (``start_async_save``: what training waits for; then the background
-write and the marker), and two plain writes of the same file sizes. Each export runs in its
+the saves run in a child process, through a ``Checkpointer`` and a model bundle built directly:
+two synchronous ``save_tag`` (the faster counts), two asynchronous ones (``save_tag`` with a
+background writer: what training waits for; then ``wait``: the background write and the marker), and two plain writes of the same file sizes. Each export runs in its
 own child, measured with ``os.wait4`` (that child's ``ru_maxrss``), next to a child that only
 imports what the tool imports (the floor). The parent stays small on purpose: Linux carries
 the peak RSS of the process that forked into the child's ``ru_maxrss``, so a fat parent would
@@ -83,25 +83,24 @@ def measure_save(work: str, params_m: int, stage: int = 2) -> Dict[str, float]:
     """Synchronous and asynchronous saves of one engine, against plain write+fsync of the same files."""
     from engine.checkpoint import layout
     from engine.checkpoint.async_writer import BackgroundWriter
-    from engine.checkpoint.saver import finish_async_save, save_checkpoint, start_async_save
+    from engine.checkpoint.checkpointer import Checkpointer
 
     engine, count = build_engine(params_m, stage)
-    trainer = SimpleNamespace(
-        cfg=SimpleNamespace(OUTPUT_DIR=work, SOLVER=SimpleNamespace(MAX_KEEP=5)),  # no rotation is timed
-        model=SimpleNamespace(engines={"generator": engine}), ds_config={"zero_optimization": {"stage": stage}},
-        state_dict=lambda: {"iteration": 1})
+    model = SimpleNamespace(engines={"generator": engine})  # the model bundle: what a save writes
+    state = {"iteration": 1}
+    saving = Checkpointer(work, max_keep=5, zero_stage=stage)  # max_keep 5: no rotation is timed
     times, blocked, async_total = [], [], []
     for step in (1, 2):  # the first save also pays one-off costs
         start = time.perf_counter()
-        tag_dir = save_checkpoint(trainer, step)
+        tag_dir = saving.save_tag(model, state, step)
         times.append(time.perf_counter() - start)
     sizes = [size for _, size in files_of(tag_dir)]
-    writer = BackgroundWriter()
+    saving = Checkpointer(work, max_keep=5, zero_stage=stage, writer=BackgroundWriter())
     for step in (3, 4):
         start = time.perf_counter()
-        pending = start_async_save(trainer, step, None, writer)
+        saving.save_tag(model, state, step)
         blocked.append(time.perf_counter() - start)
-        finish_async_save(trainer, pending, None, writer, block=True)
+        saving.wait()
         async_total.append(time.perf_counter() - start)
     tag_dir = os.path.join(layout.checkpoint_root(work), layout.tag_name(4))
     plain = [plain_write(os.path.join(work, f"plain{i}"), sizes) for i in (1, 2)]
