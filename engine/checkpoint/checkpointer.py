@@ -102,12 +102,13 @@ class Checkpointer(SeedCheckpointMembers):
         """
         self.wait()
         trainer_state = dict(state() if callable(state) else state)
-        self.saved_step = int(step)
         if self.writer is None or blocking:
-            return save_checkpoint(self, model, trainer_state, int(step))
-        self.pending_save = start_async_save(self, model, trainer_state, int(step), self.writer)
-        self._pending_model = model
-        return self.pending_save.tag_dir
+            tag_dir = save_checkpoint(self, model, trainer_state, int(step))
+        else:
+            self.pending_save = start_async_save(self, model, trainer_state, int(step), self.writer)
+            self._pending_model, tag_dir = model, self.pending_save.tag_dir
+        self.saved_step = int(step)
+        return tag_dir
 
     def save_once(self, model: Any, state: TrainerState, step: int) -> Optional[str]:
         """:meth:`save_tag` unless this run already saved ``step`` (a hook and the seed's ``save``
@@ -136,9 +137,9 @@ class Checkpointer(SeedCheckpointMembers):
         """Save tag ``best`` (``record``: metric, mode, value; kept in its marker) on every rank.
 
         Written whole as ``best.new`` through the normal sequence, then renamed over ``best``;
-        never rotated. Returns the ``best`` folder.
+        never rotated. Synchronous, alongside an ``iter_`` save in flight: the two write different
+        folders and the ranks meet their collectives in the same order. Returns the ``best`` folder.
         """
-        self.wait()  # the in-flight iter_ save completes first: one save sequence at a time
         trainer_state = dict(state() if callable(state) else state)
         save_checkpoint(self, model, trainer_state, int(step), tag=layout.BEST_STAGING, marker_extra={"best": record})
         if comm.is_main_process():

@@ -28,14 +28,14 @@ class SeedCheckpointMembers:
 
     check_period: int = 0
     max_iter: int = 0
-    _bound_model: Optional[Callable[[], Any]] = None  # weak references, see bind
-    _bound_state: Optional[Callable[[], Any]] = None
+    _bound_model: Any = None
+    _bound_state: Optional[Callable[[], Any]] = None  # a weak reference, see bind
 
     def bind(self, model: Any, state: Callable[[], Dict[str, Any]]) -> "SeedCheckpointMembers":
         """Name the model bundle and the trainer-state callable that ``save(model, step)`` saves.
 
-        Held by weak reference (the trainer owns this object: no reference cycle keeps the
-        trainer's engines alive after it is gone).
+        ``state`` is held by weak reference when it is a bound method (the trainer owns this
+        object: no reference cycle keeps the trainer and its engines alive after it is gone).
 
         Args:
             model: the trainer's model bundle.
@@ -44,7 +44,7 @@ class SeedCheckpointMembers:
         Returns:
             self.
         """
-        self._bound_model = weakref.ref(model)
+        self._bound_model = model
         self._bound_state = weakref.WeakMethod(state) if hasattr(state, "__self__") else (lambda: state)
         return self
 
@@ -70,7 +70,7 @@ class SeedCheckpointMembers:
         Returns:
             Whether a tag was written (or already existed) for this position.
         """
-        bound = self._bound_model() if self._bound_model is not None else None
+        bound = self._bound_model
         if bound is None or model is not bound:
             raise EngineError(f"trainer.checkpoint.save: expected the trainer's own model bundle "
                               f"({type(bound).__name__}), got {type(model).__name__}; engine saves every "

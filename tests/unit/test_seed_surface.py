@@ -241,7 +241,7 @@ def test_engine_create_dataset_is_called_per_split_with_its_key_path(dataset_cfg
 
 # ---- trainer.checkpoint ------------------------------------------------------------------------------
 class FakeModel:
-    """A model bundle stand-in (held by weak reference: ``object()`` cannot be)."""
+    """A model bundle stand-in: the seed members check that ``save`` is given the bound one."""
 
 
 def checkpoint_of(period=4, max_iter=10, epoch_mode=False, monkeypatch=None):
