@@ -99,6 +99,9 @@ class Checkpointer(SeedCheckpointMembers):
             state: the trainer state dict, or a callable giving it.
             step: optimizer steps done (the tag's number).
             blocking: write synchronously even with a writer (a save right before the run stops).
+
+        Returns:
+            The tag folder (complete on return unless the save went to the background).
         """
         self.wait()
         trainer_state = dict(state() if callable(state) else state)
