@@ -8,8 +8,9 @@ peak RSS above the import floor is compared with the largest file it writes.
 Run: ``python benchmarks/checkpoint_io.py [--params-m 64] [--stages 1 2 3] [--rounds 3] [--no-export]``
 (CPU, one rank, AdamW with one step taken so the optimizer state is real). For each ZeRO stage
 the saves run in a child process: a warm-up save of each kind, then ``--rounds`` rounds of a plain
-write + fsync of the tag's file sizes, a synchronous ``save_checkpoint`` and an asynchronous one
-(``start_async_save``: what training waits for; then the background write and the marker); the
+write + fsync of the tag's file sizes, a synchronous save and an asynchronous one, each through a
+``Checkpointer`` and a model bundle built directly (``save_tag``: what training waits for; then
+``wait``: the background write and the marker); the
 fastest of each kind counts, every round is printed. Each export runs in its
 own child, measured with ``os.wait4`` (that child's ``ru_maxrss``), next to a child that only
 imports what the tool imports (the floor). The parent stays small on purpose: Linux carries
@@ -90,17 +91,16 @@ def measure_save(work: str, params_m: int, stage: int = 2, rounds: int = 3) -> D
     """
     from engine.checkpoint import layout
     from engine.checkpoint.async_writer import BackgroundWriter
-    from engine.checkpoint.saver import finish_async_save, save_checkpoint, start_async_save
+    from engine.checkpoint.checkpointer import Checkpointer
 
     engine, count = build_engine(params_m, stage)
-    trainer = SimpleNamespace(
-        cfg=SimpleNamespace(OUTPUT_DIR=work, SOLVER=SimpleNamespace(MAX_KEEP=1)),
-        model=SimpleNamespace(engines={"generator": engine}), plan=SimpleNamespace(zero_stage=stage),
-        state_dict=lambda: {"iteration": 1})
-    writer = BackgroundWriter()
-    tag_dir = save_checkpoint(trainer, 1)
+    model, state = SimpleNamespace(engines={"generator": engine}), {"iteration": 1}  # the model bundle
+    sync = Checkpointer(work, max_keep=1, zero_stage=stage)
+    background = Checkpointer(work, max_keep=1, zero_stage=stage, writer=BackgroundWriter())
+    tag_dir = sync.save_tag(model, state, 1)
     sizes = [size for _, size in files_of(tag_dir)]
-    finish_async_save(trainer, start_async_save(trainer, 2, None, writer), None, writer, block=True)
+    background.save_tag(model, state, 2)
+    background.wait()
     times: Dict[str, List[float]] = {"plain": [], "sync_ds": [], "sync": [], "blocked": [], "async": []}
     step = 2
     for i in range(rounds):
@@ -111,14 +111,14 @@ def measure_save(work: str, params_m: int, stage: int = 2, rounds: int = 3) -> D
             step += 1
             with _deepspeed_writer(engine, kind == "sync_ds"):
                 start = time.perf_counter()
-                save_checkpoint(trainer, step)
+                sync.save_tag(model, state, step)
                 times[kind].append(time.perf_counter() - start)
         _drop_old_tags(work, layout)
         step += 1
         start = time.perf_counter()
-        pending = start_async_save(trainer, step, None, writer)
+        background.save_tag(model, state, step)
         times["blocked"].append(time.perf_counter() - start)
-        finish_async_save(trainer, pending, None, writer, block=True)
+        background.wait()
         times["async"].append(time.perf_counter() - start)
     tag_dir = os.path.join(layout.checkpoint_root(work), layout.tag_name(step))
     return {"params_m": count / 1e6, "bytes": sum(sizes), "files": len(sizes), "save_s": min(times["sync"]),

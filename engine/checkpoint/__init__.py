@@ -1,7 +1,10 @@
 """Checkpoints: crash-safe save, exact resume, pretrained weights.
 
-Layout and completeness: see ``engine.checkpoint.layout``. Save: ``CheckpointHook`` /
-``save_checkpoint`` in ``engine.checkpoint.saver``; asynchronous saves write through
+Owner: ``engine.checkpoint.checkpointer.Checkpointer`` (``trainer.checkpoint``): root, tags,
+rotation, sync group, the save in flight, the RNG hand-off on resume, the ``best`` tag.
+Layout and completeness: see ``engine.checkpoint.layout``. Save: ``CheckpointHook``
+(``engine.checkpoint.hook``), ``BestCheckpointHook`` (``engine.checkpoint.best``), the save
+sequence in ``engine.checkpoint.saver``; asynchronous saves write through
 ``engine.checkpoint.async_writer``; signals and trigger files that ask for a save (and a stop)
 are ``engine.checkpoint.preempt``. Resume: ``engine.checkpoint.resume``. ZeRO tags are read for
 export by ``engine.checkpoint.zero_stream``.
@@ -18,7 +21,7 @@ scheduler, and each rank restores its own python/numpy/torch(/cuda) RNG from its
 A save entered on only some ranks: DeepSpeed's ``save_checkpoint`` starts with a barrier on
 the main group (gloo default timeout 30 min; NCCL may hang for good). Before it, every rank
 all-gathers the tag on a gloo side group created with a short timeout
-(``ENGINE_CKPT_SYNC_TIMEOUT``, default 300 s) in ``CheckpointHook.before_train``. gloo honours
+(``ENGINE_CKPT_SYNC_TIMEOUT``, default 300 s) by ``Checkpointer.start`` (the hooks' ``before_train``). gloo honours
 per-group timeouts, so a lone rank gets a RuntimeError after the timeout, turned into a message
 (measured: about 3 s plus start-up with a 3 s timeout). ``monitored_barrier`` would name the
 missing ranks but only on rank 0 and gloo only; the side group works whatever the main backend.

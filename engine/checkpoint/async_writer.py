@@ -2,7 +2,7 @@
 
 Why this shape: the step that saves should pay for a memory copy, not for the disk. DeepSpeed
 hands every file it writes to its checkpoint engine (``engine.checkpoint_engine.save(state,
-path)``); :class:`CapturingCheckpointEngine` stands in for it during one ``save_checkpoint``
+path)``); a ``CapturingCheckpointEngine`` stands in for it during one ``save_checkpoint``
 and keeps a host copy of each state instead of writing it, and :class:`BackgroundWriter` then
 writes those copies with :func:`engine.checkpoint.writer.write_file` (``torch.save`` with
 write-behind, the writer of synchronous saves too: DeepSpeed's own format and file names, so a tag
@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import copy
 import enum
+import functools
 import os
 import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
-from deepspeed.runtime.checkpoint_engine.checkpoint_engine import CheckpointCommitInfo, CheckpointEngine
 
 from engine.checkpoint import layout
 from engine.checkpoint.writer import write_file
@@ -124,34 +124,54 @@ def _frozen(obj: Any) -> Any:
         return obj
 
 
-class CapturingCheckpointEngine(CheckpointEngine):
-    """DeepSpeed checkpoint engine that records ``(path, host copy)`` instead of writing.
+def capturing_checkpoint_engine(buffers: Optional[HostBuffers] = None) -> Any:
+    """A fresh ``CapturingCheckpointEngine`` (see :func:`_capturing_class`) filling ``buffers``."""
+    return _capturing_class()(buffers)
 
-    Set as ``engine.checkpoint_engine`` for one ``save_checkpoint`` call only; loading is
-    never done through it.
+
+def __getattr__(name: str) -> Any:
+    """``CapturingCheckpointEngine`` stays importable by name; the class is made on first access."""
+    if name == "CapturingCheckpointEngine":
+        return _capturing_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.lru_cache(maxsize=None)
+def _capturing_class() -> type:
+    """The DeepSpeed checkpoint engine that records ``(path, host copy)`` instead of writing.
+
+    Made on first use: deepspeed is heavy to import (~3 CPU s), and the trainer imports this
+    package at module level whether or not it ever saves asynchronously.
     """
+    from deepspeed.runtime.checkpoint_engine.checkpoint_engine import CheckpointCommitInfo, CheckpointEngine  # lazy: heavy
 
-    def __init__(self, buffers: Optional[HostBuffers] = None) -> None:
-        super().__init__()
-        self.name = "EngineCapturingCheckpointEngine"
-        self.buffers = buffers
-        self.files: List[Tuple[str, Any]] = []
+    class CapturingCheckpointEngine(CheckpointEngine):
+        """Set as ``engine.checkpoint_engine`` for one ``save_checkpoint`` call only; loading is
+        never done through it."""
 
-    def create(self, info: CheckpointCommitInfo) -> None:
-        pass
+        def __init__(self, buffers: Optional[HostBuffers] = None) -> None:
+            super().__init__()
+            self.name = "EngineCapturingCheckpointEngine"
+            self.buffers = buffers
+            self.files: List[Tuple[str, Any]] = []
 
-    def preserves_storage_sharing(self) -> bool:
-        """False: DeepSpeed then skips its own clone of the module state; :func:`snapshot` is the one copy."""
-        return False
+        def create(self, info: CheckpointCommitInfo) -> None:
+            pass
 
-    def save(self, state_dict: Any, path: str) -> None:
-        self.files.append((path, snapshot(state_dict, buffers=self.buffers)))
+        def preserves_storage_sharing(self) -> bool:
+            """False: DeepSpeed then skips its own clone of the module state; :func:`snapshot` is the one copy."""
+            return False
 
-    def load(self, path: str, map_location: Any = None) -> Any:
-        raise RuntimeError("CapturingCheckpointEngine only saves")
+        def save(self, state_dict: Any, path: str) -> None:
+            self.files.append((path, snapshot(state_dict, buffers=self.buffers)))
 
-    def commit(self, info: CheckpointCommitInfo) -> bool:
-        return True
+        def load(self, path: str, map_location: Any = None) -> Any:
+            raise RuntimeError("CapturingCheckpointEngine only saves")
+
+        def commit(self, info: CheckpointCommitInfo) -> bool:
+            return True
+
+    return CapturingCheckpointEngine
 
 
 def _cuda_in_use() -> bool:

@@ -156,3 +156,28 @@ def rotate(root: str, max_keep: int) -> List[str]:
     if doomed:
         logger.info(f"checkpoints: removed {', '.join(sorted(doomed))} (solver.max_keep {keep})")
     return doomed
+
+
+#: the best-metric tag: not an ``iter_`` tag, so rotation never removes it and resume never picks it
+BEST = "best"
+#: a new best is written whole here, then renamed over ``best``: a crash mid-save keeps the old best
+BEST_STAGING = "best.new"
+
+
+def promote_best(root: str) -> None:
+    """Rank 0, once ``best.new`` is complete: it replaces ``best`` (the old one goes last)."""
+    best, staging, old = (os.path.join(root, name) for name in (BEST, BEST_STAGING, BEST + ".old"))
+    shutil.rmtree(old, ignore_errors=True)
+    if os.path.isdir(best):
+        os.rename(best, old)
+    os.rename(staging, best)
+    fsync_dir(root)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def best_record(root: str) -> Optional[Dict]:
+    """What a complete ``best`` tag's marker says of it (metric, mode, value), else None."""
+    tag_dir = os.path.join(root, BEST)
+    if not check_complete(tag_dir)[0]:
+        return None
+    return read_marker(tag_dir).get("best") or None

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from engine import comm
 from engine.checkpoint import layout
 from engine.weights import safe_load
-from engine.checkpoint.state import restore_rng
+from engine.checkpoint.checkpointer import Checkpointer
 from engine.weights.pretrained import load_weights
 from engine.errors import EngineError
-from engine.checkpoint.saver import find_checkpoint_hook
 from engine.checkpoint import universal
 
 logger = logging.getLogger("engine")
@@ -22,7 +21,8 @@ def resume_or_load(trainer: Any, resume: Union[bool, str]) -> None:
     """``--resume`` → the newest complete checkpoint (if any); else ``trainer.weights`` when set.
 
     Args:
-        trainer: the built trainer.
+        trainer: the built trainer: its ``checkpoint`` (the ``Checkpointer``) says where tags are
+            and receives the loaded RNG, its ``model`` is loaded, its ``load_state_dict`` gets the position.
         resume: False, True (``--resume``: a missing checkpoint is warned about) or ``"auto"``
             (``--resume auto`` / ``trainer.resume = "auto"``: a missing checkpoint means the first
             start of a job that may be requeued, so it is only logged).
@@ -30,12 +30,12 @@ def resume_or_load(trainer: Any, resume: Union[bool, str]) -> None:
     if not resume and str(getattr(trainer.cfg.TRAINER, "RESUME", "off")).lower() == "auto":
         resume = "auto"
     if resume:
-        root = layout.checkpoint_root(trainer.cfg.OUTPUT_DIR)
+        root = trainer.checkpoint.root
         tag = choose_tag(root)
         if tag is not None:
             if resume == "auto":
                 logger.info(f"--resume auto: found the complete checkpoint {os.path.join(root, tag)}; resuming")
-            load_checkpoint(trainer, os.path.join(root, tag))
+            load_checkpoint(trainer.checkpoint, trainer.model, trainer.load_state_dict, os.path.join(root, tag))
             return
         if resume == "auto":
             logger.info(f"--resume auto: no complete checkpoint in {root}; starting fresh")
@@ -103,20 +103,31 @@ def choose_tag(root: str) -> Optional[str]:
     return common[0] if common else None
 
 
-def load_checkpoint(trainer: Any, tag_dir: str) -> None:
-    """Restore every engine, then the trainer's position; RNG is restored later, by the hook.
+def load_checkpoint(checkpointer: Checkpointer, model: Any, load_state: Callable[[Mapping[str, Any]], None],
+                    tag_dir: str) -> Dict[str, Any]:
+    """Restore every engine of ``model``, then the trainer's position; the RNG goes to ``checkpointer``.
 
-    Nothing under ``tag_dir`` is written. The RNG waits for ``CheckpointHook.before_train``:
-    ``train()`` creates the data iterator first, which draws from torch's RNG.
+    Nothing under ``tag_dir`` is written. The RNG waits in the checkpointer for an explicit
+    ``restore_rng()`` (``CheckpointHook.before_train``): ``train()`` creates the data iterator
+    first, which draws from torch's RNG.
+
+    Args:
+        checkpointer: the run's ``Checkpointer`` (its seed reseeds RNG on another world size).
+        model: the model bundle (``engines``; optional ``load_extra_state``, ``ema``).
+        load_state: the trainer's ``load_state_dict``.
+        tag_dir: a complete tag.
+
+    Returns:
+        The trainer state that was loaded.
     """
     info = layout.read_marker(tag_dir)
     safe_load.check_folder(tag_dir)  # before anything is loaded: a crafted file is named, nothing changed
-    engines = trainer.model.engines
+    engines = model.engines
     if sorted(engines) != sorted(info.get("engines", [])):
         raise EngineError(f"--resume: {tag_dir} holds engines {info.get('engines')}, the model has {sorted(engines)}")
     old_world, world = int(info.get("world_size", 0)), comm.get_world_size()
     if old_world != world:
-        own, rng = _load_resized(trainer, tag_dir, info, old_world)
+        own, rng = _load_resized(model, checkpointer.seed, tag_dir, info, old_world)
     else:
         for name, engine in engines.items():
             with safe_load.deepspeed_loads(os.path.join(tag_dir, name)):
@@ -124,22 +135,19 @@ def load_checkpoint(trainer: Any, tag_dir: str) -> None:
             if path is None:
                 raise EngineError(f"--resume: DeepSpeed could not load engine {name!r} from {os.path.join(tag_dir, name)}")
         own = safe_load.load(layout.rank_state_file(tag_dir, comm.get_rank()))
-        load_extra = getattr(trainer.model, "load_extra_state", None)
+        load_extra = getattr(model, "load_extra_state", None)
         if load_extra is not None:
             load_extra(own.get("model", {}))
         rng = own["rng"]
-    trainer.load_state_dict(own["trainer"])
-    hook = find_checkpoint_hook(trainer.hooks)
-    if hook is not None:
-        hook.pending_rng = rng
-    else:
-        logger.warning("--resume: no CheckpointHook among the trainer's hooks; RNG restored before the data iterator")
-        restore_rng(rng)
-    lrs = "  ".join(f"lr/{k} {v:.6e}" for k, v in trainer.model.learning_rates().items())
-    logger.info(f"resumed from {tag_dir} at step {trainer.start_iter}: {lrs}")
+    load_state(own["trainer"])
+    checkpointer.resumed(rng)
+    lrs = "  ".join(f"lr/{k} {v:.6e}" for k, v in model.learning_rates().items())
+    logger.info(f"resumed from {tag_dir} at step {int(own['trainer']['iteration'])}: {lrs}")
+    return own["trainer"]
 
 
-def _load_resized(trainer: Any, tag_dir: str, info: Dict[str, Any], old_world: int) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+def _load_resized(model: Any, seed: int, tag_dir: str, info: Dict[str, Any],
+                  old_world: int) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """Load a tag saved on ``old_world`` ranks into this run: (rank 0's state file, new RNG state).
 
     Engines go through DeepSpeed's universal form (``engine.checkpoint.universal``); the
@@ -151,15 +159,14 @@ def _load_resized(trainer: Any, tag_dir: str, info: Dict[str, Any], old_world: i
     logger.warning(f"--resume: {tag_dir} was saved by {old_world} ranks, this run has {world}: "
                    f"ZeRO stage {info.get('zero_stage')} engines load through DeepSpeed's universal checkpoint "
                    f"(ZeRO-0 folders as they are)")
-    engines = trainer.model.engines
+    engines = model.engines
     if any(universal.has_zero_partitions(os.path.join(tag_dir, name)) for name in engines):
         universal.prepare_universal(tag_dir, sorted(engines))
     for name, engine in engines.items():
         universal.load_engine(engine, tag_dir, name)
     first = safe_load.load(layout.rank_state_file(tag_dir, 0))
-    universal.carry_extra_state(trainer.model, tag_dir, old_world, first)
+    universal.carry_extra_state(model, tag_dir, old_world, first)
     step = int(first["trainer"]["iteration"])
-    seed = int(trainer.cfg.SEED)
     logger.info(f"--resume: world size {old_world} -> {world}: RNG of rank {rank} reseeded from "
                 f"(seed {seed}, rank {rank}, step {step}); runs are not bit-exact across world sizes")
     return first, universal.reseeded_rng(seed, rank, step)

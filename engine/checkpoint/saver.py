@@ -1,4 +1,10 @@
-"""Saving: ``CheckpointHook`` and the save sequence that makes a tag complete only when whole."""
+"""The save sequence that makes a tag complete only when whole: the machinery of ``Checkpointer``.
+
+Every function takes what it writes explicitly: the save site (root folder, ``max_keep``,
+ZeRO stage, sync group: a :class:`SaveSite`, in practice the ``Checkpointer``), the model
+bundle (``engines``, optional ``extra_state`` / ``export_layout`` / ``ema``) and the trainer
+state dict. Nothing here knows a trainer or a config.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +16,16 @@ import resource
 import shutil
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Protocol
 
 import torch
 
 from engine import comm
 from engine.checkpoint import layout
-from engine.checkpoint.async_writer import BackgroundWriter, CapturingCheckpointEngine, snapshot
-from engine.checkpoint.preempt import EXIT_REQUEUE, NO_REQUEST, StopRequests
-from engine.checkpoint.state import capture_rng, check_ranks_agree, new_sync_group, restore_rng
-from engine.checkpoint.writer import StreamingCheckpointEngine, checkpoint_engine_of, replaceable, write_file
+from engine.checkpoint.async_writer import BackgroundWriter, capturing_checkpoint_engine, snapshot
+from engine.checkpoint.state import capture_rng, check_ranks_agree
+from engine.checkpoint.writer import checkpoint_engine_of, replaceable, streaming_checkpoint_engine, write_file
 from engine.errors import EngineError
-from engine.events.hooks import PeriodicHook
-from engine.launch import shutdown_distributed
 
 logger = logging.getLogger("engine")
 
@@ -34,6 +37,15 @@ _TORCH_WRITE_FAILED = ("file write failed", "failed writing file", "PytorchStrea
 #: Harness only (benchmarks/fault_injection.py): seconds to sleep between the phases of a save
 #: so that a random SIGKILL lands inside one. Unset (0) in real runs.
 FAULT_SAVE_DELAY_ENV = "ENGINE_FAULT_SAVE_DELAY"
+
+
+class SaveSite(Protocol):
+    """Where and how a save writes: what the sequence needs of its owner (the ``Checkpointer``)."""
+
+    root: str  # ``<output_dir>/checkpoints``
+    max_keep: int  # newest complete ``iter_`` tags kept by rotation
+    zero_stage: int  # written to the marker (export and resize read it)
+    group: Any  # the gloo sync group of the rank check (None: one process)
 
 
 def _fault_pause() -> None:
@@ -51,17 +63,17 @@ def _save_errors_named(save: Callable[..., str]) -> Callable[..., str]:
     """
 
     @functools.wraps(save)
-    def wrapper(trainer: Any, step: int, *args: Any, **kwargs: Any) -> str:
+    def wrapper(site: SaveSite, model: Any, trainer_state: Dict[str, Any], step: int, *args: Any, **kwargs: Any) -> Any:
         try:
-            return save(trainer, step, *args, **kwargs)
+            return save(site, model, trainer_state, step, *args, **kwargs)
         except OSError as exc:
-            where = exc.filename or layout.checkpoint_root(trainer.cfg.OUTPUT_DIR)
+            where = exc.filename or site.root
             raise EngineError(_write_failure(where, _os_reason(exc))) from exc
         except RuntimeError as exc:  # torch's zip writer reports failed writes without errno
             said = _torch_write_error(exc)
             if said is None:
                 raise
-            where = os.path.join(layout.checkpoint_root(trainer.cfg.OUTPUT_DIR), kwargs.get("tag") or layout.tag_name(step))
+            where = os.path.join(site.root, kwargs.get("tag") or layout.tag_name(step))
             reason = f"torch: {said}; {_likely_os_reason(where)}"
             raise EngineError(_write_failure(where, reason)) from exc
 
@@ -113,9 +125,9 @@ def _write_failure(path: str, reason: str) -> str:
 
 
 @_save_errors_named
-def save_checkpoint(trainer: Any, step: int, group: Any = None, *, tag: Optional[str] = None,
-                    marker_extra: Optional[Dict[str, Any]] = None) -> str:
-    """Save tag ``iter_<step>`` on every rank; returns the tag folder.
+def save_checkpoint(site: SaveSite, model: Any, trainer_state: Dict[str, Any], step: int, *,
+                    tag: Optional[str] = None, marker_extra: Optional[Dict[str, Any]] = None) -> str:
+    """Save tag ``iter_<step>`` (or ``tag``) of ``model`` on every rank; returns the tag folder.
 
     Order: rank check (fails fast if a rank is missing) → each engine's DeepSpeed save →
     this rank's state file (every file written with write-behind and fsynced by
@@ -124,18 +136,18 @@ def save_checkpoint(trainer: Any, step: int, group: Any = None, *, tag: Optional
     A named ``tag`` that is not ``iter_<n>`` (the best checkpoint) is complete the same
     way but becomes neither ``latest`` nor a candidate for rotation.
     """
-    pending = _begin(trainer, step, group, tag, marker_extra)
-    for name, engine in trainer.model.engines.items():
+    pending = _begin(site, step, trainer_state, tag, marker_extra)
+    for name, engine in model.engines.items():
         own = engine.checkpoint_engine
-        with checkpoint_engine_of(engine, StreamingCheckpointEngine() if replaceable(own) else own):
+        with checkpoint_engine_of(engine, streaming_checkpoint_engine() if replaceable(own) else own):
             engine.save_checkpoint(pending.tag_dir, tag=name, client_state={"trainer": pending.trainer_state},
                                    save_latest=False)
     _fault_pause()
-    write_file(layout.rank_state_file(pending.tag_dir, comm.get_rank()), _rank_state(trainer, pending.trainer_state))
+    write_file(layout.rank_state_file(pending.tag_dir, comm.get_rank()), _rank_state(model, pending.trainer_state))
     layout.fsync_tree(pending.tag_dir)  # the folders, and what DeepSpeed wrote itself (its recovery scripts)
     comm.synchronize()  # every rank's files are on disk
     _fault_pause()
-    _commit(trainer, pending)
+    _commit(site, model, pending)
     logger.info(f"saved checkpoint {pending.tag_dir} ({time.perf_counter() - pending.started:.1f}s)")
     return pending.tag_dir
 
@@ -153,51 +165,50 @@ class PendingSave:
     blocked_s: float = 0.0  # what the training step paid (async: the host copy)
 
 
-def _begin(trainer: Any, step: int, group: Any, tag: Optional[str],
+def _begin(site: SaveSite, step: int, trainer_state: Dict[str, Any], tag: Optional[str],
            marker_extra: Optional[Dict[str, Any]]) -> PendingSave:
     """The start every save shares: ranks agree on the tag, leftovers of the same tag go."""
-    root = layout.checkpoint_root(trainer.cfg.OUTPUT_DIR)
     tag = tag or layout.tag_name(step)
-    tag_dir = os.path.join(root, tag)
-    check_ranks_agree(group, "checkpoint tag", tag)
-    pending = PendingSave(tag, tag_dir, step, trainer.state_dict(), dict(marker_extra or {}))
+    tag_dir = os.path.join(site.root, tag)
+    check_ranks_agree(site.group, "checkpoint tag", tag)
+    pending = PendingSave(tag, tag_dir, step, trainer_state, dict(marker_extra or {}))
     if comm.is_main_process() and os.path.isdir(tag_dir):
-        layout.remove_tag(root, tag)  # leftovers of an interrupted save of the same step
+        layout.remove_tag(site.root, tag)  # leftovers of an interrupted save of the same step
     comm.synchronize()
     return pending
 
 
-def _rank_state(trainer: Any, trainer_state: Dict[str, Any]) -> Dict[str, Any]:
+def _rank_state(model: Any, trainer_state: Dict[str, Any]) -> Dict[str, Any]:
     """This rank's own file: trainer position, RNG streams, per-rank model state (EMA shards)."""
-    extra = getattr(trainer.model, "extra_state", None)
+    extra = getattr(model, "extra_state", None)
     return {"trainer": trainer_state, "rng": capture_rng(), "rank": comm.get_rank(),
             "world_size": comm.get_world_size(), "model": extra() if extra else {}}
 
 
-def _commit(trainer: Any, pending: PendingSave) -> None:
+def _commit(site: SaveSite, model: Any, pending: PendingSave) -> None:
     """Rank 0, once every rank's files are on disk: marker, then ``latest``, then rotation."""
     if not comm.is_main_process():
         return
-    root = layout.checkpoint_root(trainer.cfg.OUTPUT_DIR)
     layout.write_marker(pending.tag_dir, {
         "tag": pending.tag, "iteration": pending.step, "world_size": comm.get_world_size(),
-        "engines": sorted(trainer.model.engines), "zero_stage": _zero_stage(trainer),
-        "ema": getattr(trainer.model, "ema", None) is not None,
-        "export": trainer.model.export_layout() if hasattr(trainer.model, "export_layout") else {},
+        "engines": sorted(model.engines), "zero_stage": site.zero_stage,
+        "ema": getattr(model, "ema", None) is not None,
+        "export": model.export_layout() if hasattr(model, "export_layout") else {},
         **pending.marker_extra,
     })
     _fault_pause()
     if layout.tag_step(pending.tag) is not None:
-        layout.write_latest(root, pending.tag)
-        layout.rotate(root, trainer.cfg.SOLVER.MAX_KEEP)
+        layout.write_latest(site.root, pending.tag)
+        layout.rotate(site.root, site.max_keep)
 
 
 @_save_errors_named
-def start_async_save(trainer: Any, step: int, group: Any, writer: BackgroundWriter) -> PendingSave:
+def start_async_save(site: SaveSite, model: Any, trainer_state: Dict[str, Any], step: int,
+                     writer: BackgroundWriter) -> PendingSave:
     """Copy every rank's state to host memory and hand the files to ``writer``; returns at once.
 
     DeepSpeed's collectives of the save (its barriers, the tag check) run here, on every
-    rank, with each engine's checkpoint engine swapped for a :class:`CapturingCheckpointEngine`.
+    rank, with each engine's checkpoint engine swapped for a capturing one (``async_writer``).
     The tag becomes complete in :func:`finish_async_save`, after every rank's write finished.
 
     Raises:
@@ -205,20 +216,20 @@ def start_async_save(trainer: Any, step: int, group: Any, writer: BackgroundWrit
     """
     if writer.busy:
         raise RuntimeError("start_async_save: finish the save in flight first (finish_async_save)")
-    pending = _begin(trainer, step, group, None, None)
-    capture = CapturingCheckpointEngine(writer.buffers)
-    for name, engine in trainer.model.engines.items():
+    pending = _begin(site, step, trainer_state, None, None)
+    capture = capturing_checkpoint_engine(writer.buffers)
+    for name, engine in model.engines.items():
         with checkpoint_engine_of(engine, capture):
             engine.save_checkpoint(pending.tag_dir, tag=name, client_state={"trainer": pending.trainer_state},
                                    save_latest=False)
     capture.files.append((layout.rank_state_file(pending.tag_dir, comm.get_rank()),
-                          snapshot(_rank_state(trainer, pending.trainer_state), buffers=writer.buffers)))
+                          snapshot(_rank_state(model, pending.trainer_state), buffers=writer.buffers)))
     writer.submit(capture.files, pending.tag_dir)
     pending.blocked_s = time.perf_counter() - pending.started
     return pending
 
 
-def finish_async_save(trainer: Any, pending: PendingSave, group: Any, writer: BackgroundWriter,
+def finish_async_save(site: SaveSite, model: Any, pending: PendingSave, writer: BackgroundWriter,
                       block: bool) -> bool:
     """Complete ``pending`` if every rank's background write is done (or wait for it when ``block``).
 
@@ -233,14 +244,14 @@ def finish_async_save(trainer: Any, pending: PendingSave, group: Any, writer: Ba
     error: Optional[EngineError] = None
     if block or writer.finished():
         try:
-            _wait_named(trainer, pending, writer)
+            _wait_named(site, pending, writer)
         except EngineError as exc:  # told to every rank below, then raised here with its own reason
             error = exc
     flags = torch.tensor([1 if writer.busy else 0, 1 if error else 0], dtype=torch.int64)
     if comm.is_dist() and comm.get_world_size() > 1:
         import torch.distributed as dist
 
-        dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=group)
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=site.group)
     if int(flags[1]):
         raise error or EngineError(f"checkpoint: another rank could not write {pending.tag_dir} in the background "
                                    "(its log says why); the save was abandoned, the previous complete checkpoint "
@@ -248,127 +259,19 @@ def finish_async_save(trainer: Any, pending: PendingSave, group: Any, writer: Ba
     if int(flags[0]):
         return False
     _fault_pause()
-    _commit(trainer, pending)
+    _commit(site, model, pending)
     logger.info(f"saved checkpoint {pending.tag_dir} asynchronously: training blocked {pending.blocked_s:.2f}s, "
                 f"background write {writer.last_seconds:.1f}s ({writer.last_bytes / 2**20:.0f} MiB on this rank), "
                 f"complete after {time.perf_counter() - pending.started:.1f}s")
     return True
 
 
-def _wait_named(trainer: Any, pending: PendingSave, writer: BackgroundWriter) -> None:
+def _wait_named(site: SaveSite, pending: PendingSave, writer: BackgroundWriter) -> None:
     """``writer.wait()`` with a failed write turned into the message of a failed synchronous save."""
 
     @_save_errors_named
-    def wait(trainer: Any, step: int, *, tag: Optional[str] = None) -> str:
+    def wait(site: SaveSite, model: Any, trainer_state: Dict[str, Any], step: int, *, tag: Optional[str] = None) -> str:
         writer.wait()
         return pending.tag_dir
 
-    wait(trainer, pending.step, tag=pending.tag)
-
-
-def _zero_stage(trainer: Any) -> int:
-    return trainer.plan.zero_stage
-
-
-class CheckpointHook(PeriodicHook):
-    """Saves every ``solver.checkpoint_period`` steps, after the last, and when asked; restores RNG on resume.
-
-    It should be the last hook: a save then sees the RNG as the next step will, and a
-    restore in ``before_train`` happens after the data iterator was created (creating it
-    draws from torch's RNG) and after every other hook's ``before_train``.
-    ``solver.stop_at_iter`` ends the process right after that step's save, as a kill would.
-
-    Args:
-        period: ``solver.checkpoint_period``.
-        stop_at_iter: ``solver.stop_at_iter`` (0: off).
-        requests: signals and trigger files asking for a save (and a stop); None: never asked.
-        writer: background writer for ``solver.checkpoint_async``; None: every save is synchronous.
-    """
-
-    def __init__(self, period: int, stop_at_iter: int = 0, requests: Optional[StopRequests] = None,
-                 writer: Optional[BackgroundWriter] = None) -> None:
-        super().__init__(period)
-        self.stop_at_iter = stop_at_iter
-        self.requests = requests
-        self.writer = writer
-        self.pending_rng: Optional[Dict[str, Any]] = None
-        self.pending_save: Optional[PendingSave] = None
-        self._group: Any = None
-        self._saved_step = -1
-
-    def before_train(self) -> None:
-        self._group = new_sync_group()
-        if self.requests is not None:
-            self.requests.start()
-        if self.pending_rng is not None:
-            restore_rng(self.pending_rng)
-            self.pending_rng = None
-
-    def after_step(self) -> None:
-        done = self.trainer.iter + 1
-        request = self.requests.poll() if self.requests is not None else NO_REQUEST
-        if self.pending_save is not None:
-            self._finish(block=False)
-        drill = self.stop_at_iter > 0 and done == self.stop_at_iter
-        if (self.is_due() or drill or request.save) and done != self._saved_step:
-            if request.save:
-                logger.info(f"step {done}: saving because of {request.reason}")
-            self.save(done)
-        if request.save:
-            self.requests.done(request)
-        if drill or request.stop:
-            self.wait()
-            if self.requests is not None:
-                late = self.requests.late_signals()
-                if late:
-                    logger.info(f"{late} more signal(s) came during the save; recorded and ignored")
-            if request.stop:
-                _stop_now(done, f"{request.reason}; exit code {EXIT_REQUEUE} (requeue)", EXIT_REQUEUE)
-            _stop_now(done, "solver.stop_at_iter", 0)
-
-    def after_train(self) -> None:
-        self.wait()
-        if self.requests is not None:
-            self.requests.stop()
-
-    def save(self, step: int) -> None:
-        """Save tag ``iter_<step>`` now: synchronously, or started in the background with a writer."""
-        self.wait()  # at most one save in flight
-        if self.writer is None:
-            save_checkpoint(self.trainer, step, self._group)
-        else:
-            self.pending_save = start_async_save(self.trainer, step, self._group, self.writer)
-        self._saved_step = step
-
-    def save_once(self, done: int) -> None:
-        """Save tag ``iter_<done>`` unless this run already saved it (the hook and
-        ``trainer.checkpoint.save`` may both ask for the same step)."""
-        if done != self._saved_step:
-            self.save(done)
-
-    def wait(self) -> None:
-        """Block until the save in flight (if any) is complete on every rank (a collective)."""
-        if self.pending_save is not None:
-            finish_async_save(self.trainer, self.pending_save, self._group, self.writer, block=True)
-            self.pending_save = None
-
-    def _finish(self, block: bool) -> None:
-        if finish_async_save(self.trainer, self.pending_save, self._group, self.writer, block=block):
-            self.pending_save = None
-
-
-def _stop_now(step: int, why: str, code: int) -> None:
-    """Leave like a preempted job: no after_train, no after_loop; ``code`` tells the scheduler what to do.
-
-    The signal handlers stay installed to the end: a signal that arrives now is recorded
-    and ignored instead of killing a rank in the middle of the final barrier.
-    """
-    logger.info(f"stopping after step {step} ({why}); resume with --resume auto")
-    shutdown_distributed(barrier=True)
-    logging.shutdown()
-    os._exit(code)
-
-
-def find_checkpoint_hook(hooks: Any) -> Optional[CheckpointHook]:
-    """The ``CheckpointHook`` among ``hooks`` (None if a trainer's ``build_hooks`` left it out)."""
-    return next((h for h in hooks if isinstance(h, CheckpointHook)), None)
+    wait(site, None, pending.trainer_state, pending.step, tag=pending.tag)

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import io
 import os
 from typing import Any, Callable, Iterator, Optional
 
 import torch
-from deepspeed.runtime.checkpoint_engine.checkpoint_engine import CheckpointCommitInfo, CheckpointEngine
-from deepspeed.runtime.checkpoint_engine.torch_checkpoint_engine import TorchCheckpointEngine
 
 #: bytes handed to the kernel for write-out at a time; two of them per file are dirty at most
 CHUNK_BYTES = 32 * 2**20
@@ -136,29 +135,48 @@ def write_file(path: str, obj: Any) -> int:
             raise OSError(failure.errno, failure.strerror, path) from exc
         raise
 
-class StreamingCheckpointEngine(CheckpointEngine):
+def streaming_checkpoint_engine() -> Any:
+    """A fresh ``StreamingCheckpointEngine`` (see :func:`_streaming_class`)."""
+    return _streaming_class()()
+
+
+def __getattr__(name: str) -> Any:
+    """``StreamingCheckpointEngine`` stays importable by name; the class is made on first access."""
+    if name == "StreamingCheckpointEngine":
+        return _streaming_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.lru_cache(maxsize=None)
+def _streaming_class() -> type:
     """DeepSpeed checkpoint engine that writes every file with :func:`write_file` (fsynced on return).
 
     Saving only: set as ``engine.checkpoint_engine`` for one ``save_checkpoint`` call (see
     :func:`checkpoint_engine_of`); loading goes through the engine's own checkpoint engine.
+    Made on first use: deepspeed is heavy to import (~3 CPU s) and the trainer imports this
+    package at module level.
     """
+    from deepspeed.runtime.checkpoint_engine.checkpoint_engine import CheckpointCommitInfo, CheckpointEngine  # lazy: heavy
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.name = "EngineStreamingCheckpointEngine"
-        self.bytes_written = 0
+    class StreamingCheckpointEngine(CheckpointEngine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.name = "EngineStreamingCheckpointEngine"
+            self.bytes_written = 0
 
-    def create(self, info: CheckpointCommitInfo) -> None:
-        pass
+        def create(self, info: CheckpointCommitInfo) -> None:
+            pass
 
-    def save(self, state_dict: Any, path: str) -> None:
-        self.bytes_written += write_file(path, state_dict)
+        def save(self, state_dict: Any, path: str) -> None:
+            self.bytes_written += write_file(path, state_dict)
 
-    def load(self, path: str, map_location: Any = None) -> Any:
-        raise RuntimeError("StreamingCheckpointEngine only saves")
+        def load(self, path: str, map_location: Any = None) -> Any:
+            raise RuntimeError("StreamingCheckpointEngine only saves")
 
-    def commit(self, info: CheckpointCommitInfo) -> bool:
-        return True
+        def commit(self, info: CheckpointCommitInfo) -> bool:
+            return True
+
+    return StreamingCheckpointEngine
 
 
 def replaceable(checkpoint_engine: Any) -> bool:
@@ -167,11 +185,14 @@ def replaceable(checkpoint_engine: Any) -> bool:
     Any other engine (the user chose one in the DeepSpeed config: decoupled, fast, DataStates, or the
     legacy format via ``checkpoint_serialization: false``) is kept for synchronous saves.
     """
+    # lazy: heavy; a DeepSpeed engine exists here, so deepspeed is imported already
+    from deepspeed.runtime.checkpoint_engine.torch_checkpoint_engine import TorchCheckpointEngine
+
     return type(checkpoint_engine) is TorchCheckpointEngine and checkpoint_engine.zipfile_serialization
 
 
 @contextlib.contextmanager
-def checkpoint_engine_of(engine: Any, checkpoint_engine: CheckpointEngine) -> Iterator[None]:
+def checkpoint_engine_of(engine: Any, checkpoint_engine: Any) -> Iterator[None]:
     """``engine.checkpoint_engine`` is ``checkpoint_engine`` inside the block, the engine's own again after."""
     own = engine.checkpoint_engine
     engine.checkpoint_engine = checkpoint_engine

@@ -13,8 +13,12 @@ Default order (``default_hooks``), and why:
    reports includes the other hooks.
 6. the hooks of ``trainer.hooks``, in list order.
 7. ``CheckpointHook``: last, so a save sees the RNG as the next step will, and its RNG
-   restore on resume follows every other ``before_train`` (see its doc). User hooks
-   therefore go before it, not after.
+   restore on resume follows every other ``before_train`` (``engine.checkpoint.hook``). User
+   hooks therefore go before it; the trainer warns, naming them, about any that a
+   ``build_hooks`` override puts after it.
+
+Both checkpoint hooks are given ``trainer.checkpoint`` (the ``Checkpointer``), which owns
+where and how tags are saved.
 """
 
 from __future__ import annotations
@@ -22,14 +26,13 @@ from __future__ import annotations
 from typing import Any, List, Mapping, Sequence, Union
 
 from engine import comm
-from engine.checkpoint.async_writer import BackgroundWriter
+from engine.checkpoint.best import BestCheckpointHook
+from engine.checkpoint.hook import CheckpointHook
 from engine.checkpoint.preempt import StopRequests, signal_numbers
-from engine.checkpoint.saver import CheckpointHook
 from engine.log.progress import ProgressHook, use_progress_bar
 from engine.log.tensorboard import TensorboardHook
 from engine.log.trackers_hook import TrackersHook
 from engine.trackers.group import TrackerGroup
-from engine.trainer.best_hook import BestCheckpointHook
 from engine.events.hooks import HookBase
 from engine.log.logger_hook import LoggerHook
 from engine.trainer.hooks import EvalHook, TrainFrameworkCallbacksHook
@@ -63,7 +66,7 @@ def default_hooks(trainer: Any) -> List[HookBase]:
     evaluation = EvalHook(solver.EVAL_PERIOD)
     hooks: List[HookBase] = [TrainFrameworkCallbacksHook(), evaluation]
     if solver.BEST_METRIC:
-        hooks.append(BestCheckpointHook(evaluation, solver.BEST_METRIC, solver.BEST_MODE))
+        hooks.append(BestCheckpointHook(trainer.checkpoint, evaluation, solver.BEST_METRIC, solver.BEST_MODE))
     if options.TENSORBOARD and comm.is_main_process():
         hooks.append(TensorboardHook(options.LOG_PERIOD))
     trackers = [name for name in options.LOGGERS if name != "tensorboard"]  # TensorboardHook owns TensorBoard
@@ -73,6 +76,5 @@ def default_hooks(trainer: Any) -> List[HookBase]:
     hooks.append(progress(options.LOG_PERIOD))
     hooks.extend(build_config_hooks(options.HOOKS))
     requests = StopRequests(cfg.OUTPUT_DIR, signal_numbers(solver.SAVE_ON_SIGNAL), timeout_s=options.DIST_TIMEOUT)
-    writer = BackgroundWriter() if solver.CHECKPOINT_ASYNC else None
-    hooks.append(CheckpointHook(solver.CHECKPOINT_PERIOD, solver.STOP_AT_ITER, requests, writer))
+    hooks.append(CheckpointHook(trainer.checkpoint, solver.CHECKPOINT_PERIOD, solver.STOP_AT_ITER, requests))
     return hooks

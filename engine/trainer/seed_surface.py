@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 from typing import Any, Dict, Mapping
+
+from engine.checkpoint.resume import resume_or_load
 from engine.errors import EngineError
 
 logger = logging.getLogger("engine")
@@ -87,7 +89,12 @@ class SeedTrainerSurface:
                         f"{state['dp_size']}): each rank starts at sample {total // self.dp_size} of its stream")
 
     def resume_or_load(self, resume: bool = False) -> None:
-        """Resume from the newest complete checkpoint, or load ``trainer.weights``."""
-        from engine.checkpoint.resume import resume_or_load  # lazy: heavy, deepspeed comes with checkpoint.async_writer (via saver)
+        """Resume from the newest complete checkpoint, or load ``trainer.weights``.
 
+        The loaded RNG waits in ``self.checkpoint`` for ``CheckpointHook.before_train``; a trainer
+        whose ``build_hooks`` left that hook out gets it back here, with a warning.
+        """
         resume_or_load(self, resume)
+        if self.checkpoint.rng_pending and self.checkpoint_hook is None:
+            logger.warning("--resume: no CheckpointHook among the trainer's hooks; RNG restored before the data iterator")
+            self.checkpoint.restore_rng()

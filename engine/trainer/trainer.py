@@ -9,7 +9,9 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 import torch
 
 from engine import comm
-from engine.checkpoint.trainer_checkpoint import TrainerCheckpoint
+from engine.checkpoint.async_writer import BackgroundWriter
+from engine.checkpoint.checkpointer import Checkpointer
+from engine.checkpoint.hook import check_runs_last, find_hook
 from engine.data.build import build_dataset
 from engine.errors import EngineError
 from engine.data.loader import build_inference_loader, build_train_loader
@@ -21,6 +23,7 @@ from engine.runplan.plan import GENERATOR, RunPlan, use_run_plan
 from engine.trainer.registry import BUILD_TRAINER_REGISTRY
 from engine.events.hooks import HookBase
 from engine.events.window import reduce_mean
+from engine.trainer.hook_registry import default_hooks
 from engine.trainer.hooks import EvalHook, register_hooks
 from engine.trainer.loop import TrainLoop
 from engine.log.metrics import MetricsWindow
@@ -67,8 +70,9 @@ class BaseTrainer(SeedTrainerSurface, TrainLoop):
                            accumulation=batch.accumulation,
                            metrics=MetricsWindow(batch.global_batch, batch.accumulation * self.dp_size))
         self._build_loaders(cfg)
-        self.checkpoint = TrainerCheckpoint(self)
+        self.checkpoint = self.build_checkpointer()
         self.hooks: List[HookBase] = register_hooks(self, self.build_hooks())
+        check_runs_last(self.hooks)
 
     def _build_data(self, cfg: Any, plan: RunPlan) -> None:
         """Collate functions, datasets, the training sampler, and the plan completed with the epoch arithmetic."""
@@ -143,10 +147,18 @@ class BaseTrainer(SeedTrainerSurface, TrainLoop):
             return GroupedTrainingSampler(aspect_ratio_groups(self.train_dataset), micro_batch=self.micro_batch, **common)
         return TrainingSampler(len(self.train_dataset), **common)
 
+    def build_checkpointer(self) -> Checkpointer:
+        """``trainer.checkpoint``: the run's ``Checkpointer``, from ``output_dir`` and ``solver``'s checkpoint keys."""
+        solver = self.cfg.SOLVER
+        checkpointer = Checkpointer(
+            self.cfg.OUTPUT_DIR, int(solver.MAX_KEEP), zero_stage=self.plan.zero_stage,
+            writer=BackgroundWriter() if solver.CHECKPOINT_ASYNC else None, seed=int(self.cfg.SEED),
+            check_period=int(solver.CHECKPOINT_PERIOD),
+            max_iter=int(self.plan.batch.max_epoch if self.epoch_mode else self.max_iter))
+        return checkpointer.bind(self.model, self.state_dict)
+
     def build_hooks(self) -> List[HookBase]:
         """Default hooks plus ``trainer.hooks``, in the order they run (engine.trainer.hook_registry says why)."""
-        from engine.trainer.hook_registry import default_hooks  # lazy: heavy, deepspeed comes with checkpoint.async_writer
-
         return default_hooks(self)
 
     # ---- seed callbacks ----------------------------------------------------------------------
@@ -213,12 +225,8 @@ class BaseTrainer(SeedTrainerSurface, TrainLoop):
             logger.warning(f"step {step}: non-finite loss or gradients; the update was skipped on every rank "
                            f"({count} skipped so far)")
             return
-        from engine.checkpoint.saver import save_checkpoint  # lazy: heavy, deepspeed comes with checkpoint.async_writer
-
-        hook = self.checkpoint_hook
-        if hook is not None:
-            hook.wait()  # an asynchronous save in flight completes first (rotation must not race it)
-        tag_dir = save_checkpoint(self, step, getattr(hook, "_group", None))
+        # synchronous, after any save in flight completed (rotation must not race it)
+        tag_dir = self.checkpoint.save_tag(self.model, self.state_dict, step, blocking=True)
         raise EngineError(
             f"solver.nan_policy = 'stop': the loss or gradients became non-finite at step {step}. The update was "
             f"not applied; the last good weights are saved in {tag_dir} (--resume continues after this batch). "
@@ -286,9 +294,7 @@ class BaseTrainer(SeedTrainerSurface, TrainLoop):
     @property
     def checkpoint_hook(self) -> Any:
         """The ``CheckpointHook`` among ``self.hooks`` (None if a subclass's build_hooks left it out)."""
-        from engine.checkpoint.saver import find_checkpoint_hook  # lazy: heavy, deepspeed comes with checkpoint.async_writer
-
-        return find_checkpoint_hook(self.hooks)
+        return find_hook(self.hooks)
 
 def dataset_triple(cfg: Any, make: Callable[[Mapping[str, Any], str], Any]) -> Tuple[Any, Optional[Any], Optional[Any]]:
     """(train, valid, test) datasets of ``cfg.DATALOADER``, each built by ``make(spec, key_path)``.

@@ -158,9 +158,10 @@ def test_resume_flag_forms():
 def test_config_key_resume_auto_starts_fresh_without_a_checkpoint(tmp_path, caplog):
     from types import SimpleNamespace
 
+    from engine.checkpoint.checkpointer import Checkpointer
     from engine.checkpoint.resume import resume_or_load
 
     cfg = SimpleNamespace(OUTPUT_DIR=str(tmp_path), TRAINER=SimpleNamespace(RESUME="auto", WEIGHTS=""))
     with caplog.at_level("INFO", logger="engine"):
-        resume_or_load(SimpleNamespace(cfg=cfg), False)
+        resume_or_load(SimpleNamespace(cfg=cfg, checkpoint=Checkpointer(str(tmp_path), 1)), False)
     assert f"--resume auto: no complete checkpoint in {tmp_path / 'checkpoints'}; starting fresh" in caplog.text

@@ -5,6 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from engine.checkpoint.checkpointer import Checkpointer
 from engine.errors import ConfigError, RegistryError
 from engine.log.metrics import MetricsWindow
 from engine.log.progress import ProgressHook, use_progress_bar
@@ -94,13 +95,16 @@ def _cfg(**trainer_keys):
 def test_default_hook_order_with_user_hooks_before_the_checkpoint():
     cfg = _cfg(HOOKS=[dict(name="CountingHook", period=2)])
     cfg.SOLVER.BEST_METRIC = "val/loss"
-    names = [type(h).__name__ for h in default_hooks(SimpleNamespace(cfg=cfg))]
+    checkpoint = Checkpointer("out", max_keep=1)  # both checkpoint hooks are given the trainer's
+    names = [type(h).__name__ for h in default_hooks(SimpleNamespace(cfg=cfg, checkpoint=checkpoint))]
     assert names == ["TrainFrameworkCallbacksHook", "EvalHook", "BestCheckpointHook", "TensorboardHook", "LoggerHook",
                      "CountingHook", "CheckpointHook"]
-    names = [type(h).__name__ for h in default_hooks(SimpleNamespace(cfg=_cfg(TENSORBOARD=False, PROGRESS="bar")))]
+    hooks = default_hooks(SimpleNamespace(cfg=_cfg(TENSORBOARD=False, PROGRESS="bar"), checkpoint=checkpoint))
+    assert hooks[-1].checkpointer is checkpoint
+    names = [type(h).__name__ for h in hooks]
     assert names == ["TrainFrameworkCallbacksHook", "EvalHook", "ProgressHook", "CheckpointHook"]
     cfg = _cfg(TENSORBOARD=False, LOGGERS=["csv", "jsonl"])  # trackers go between TensorBoard's place and the logger
-    names = [type(h).__name__ for h in default_hooks(SimpleNamespace(cfg=cfg))]
+    names = [type(h).__name__ for h in default_hooks(SimpleNamespace(cfg=cfg, checkpoint=checkpoint))]
     assert names == ["TrainFrameworkCallbacksHook", "EvalHook", "TrackersHook", "LoggerHook", "CheckpointHook"]
 
 

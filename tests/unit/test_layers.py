@@ -35,13 +35,8 @@ LAYERS: Sequence[Sequence[str]] = (
 )
 
 #: engine imports allowed inside a function, each with the reason (never "to dodge a cycle")
-_DEEPSPEED = "heavy: checkpoint.async_writer imports deepspeed (~3 CPU s); importing engine.trainer stays without it"
 LAZY_ALLOWED: Dict[tuple, str] = {
     ("engine/cli.py", "engine.plan"): "heavy (torch): `engine --help` must not pay for it",
-    ("engine/trainer/trainer.py", "engine.trainer.hook_registry"): _DEEPSPEED,
-    ("engine/trainer/trainer.py", "engine.checkpoint.saver"): _DEEPSPEED,
-    ("engine/trainer/best_hook.py", "engine.checkpoint.saver"): _DEEPSPEED,
-    ("engine/trainer/seed_surface.py", "engine.checkpoint.resume"): _DEEPSPEED,
 }
 
 

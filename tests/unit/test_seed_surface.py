@@ -240,30 +240,20 @@ def test_engine_create_dataset_is_called_per_split_with_its_key_path(dataset_cfg
 
 
 # ---- trainer.checkpoint ------------------------------------------------------------------------------
-class FakeHook:
-    def __init__(self):
-        self.saved = []
-
-    def save_once(self, done):
-        self.saved.append(done)
+class FakeModel:
+    """A model bundle stand-in: the seed members check that ``save`` is given the bound one."""
 
 
-class FakeTrainer(SimpleNamespace):
-    """SimpleNamespace cannot be held by weak reference; a subclass can."""
+def checkpoint_of(period=4, max_iter=10, epoch_mode=False, monkeypatch=None):
+    """A Checkpointer bound to a stand-in trainer; with ``monkeypatch`` its saves only record the step."""
+    from engine.checkpoint import checkpointer as module
 
-
-def checkpoint_of(period=4, max_iter=10, epoch_mode=False):
-    from engine.checkpoint.trainer_checkpoint import TrainerCheckpoint
-
-    cfg = build_cfg({"output_dir": "/tmp/out", "solver": {"checkpoint_period": period, "max_keep": 2, "max_iter": max_iter,
-                                                         "max_epoch": 3},
-                     "dataloader": {"train_data_set": {"name": "D"}},
-                     "trainer": {"model": {"name": "M", "generator": {"name": "N"}}}})
-    from engine.runplan.plan import build_run_plan
-
-    trainer = FakeTrainer(cfg=cfg, epoch_mode=epoch_mode, max_iter=max_iter, model=object(), iter=0,
-                          checkpoint_hook=FakeHook(), plan=build_run_plan(cfg, rank=0, world_size=1, device="cpu"))
-    return TrainerCheckpoint(trainer), trainer
+    trainer = SimpleNamespace(model=FakeModel(), iter=0, saved=[])
+    if monkeypatch is not None:  # no engines here: the save sequence itself is tested in test_checkpointer.py
+        monkeypatch.setattr(module, "save_checkpoint", lambda site, model, state, step: trainer.saved.append(step))
+    checkpointer = module.Checkpointer("/tmp/out", 2, check_period=period, max_iter=3 if epoch_mode else max_iter)
+    checkpointer.bind(trainer.model, lambda: {"iteration": trainer.iter + 1})
+    return checkpointer, trainer
 
 
 def test_checkpoint_members_and_the_seeds_cadence():
@@ -275,27 +265,43 @@ def test_checkpoint_members_and_the_seeds_cadence():
     assert checkpoint_of(epoch_mode=True)[0].max_iter == 3  # the seed's loop counts epochs there
 
 
-def test_checkpoint_save_delegates_to_the_hook_at_the_trainers_position():
-    checkpoint, trainer = checkpoint_of()
+def test_trainer_builds_the_seed_members_from_the_config(tmp_path):
+    """``BaseTrainer.build_checkpointer`` reads the seed's values from ``solver`` and the plan (epoch mode)."""
+    from engine.runplan.plan import build_run_plan
+    from engine.trainer.trainer import BaseTrainer
+
+    cfg = build_cfg({"output_dir": str(tmp_path), "solver": {"checkpoint_period": 4, "max_keep": 2, "max_iter": 10,
+                                                            "max_epoch": 3},
+                     "dataloader": {"train_data_set": {"name": "D"}},
+                     "trainer": {"model": {"name": "M", "generator": {"name": "N"}}}})
+    for epoch_mode, expected in ((False, 10), (True, 3)):
+        trainer = SimpleNamespace(cfg=cfg, epoch_mode=epoch_mode, max_iter=10, model=FakeModel(), state_dict=dict,
+                                  plan=build_run_plan(cfg, rank=0, world_size=1, device="cpu"))
+        checkpoint = BaseTrainer.build_checkpointer(trainer)
+        assert (checkpoint.check_period, checkpoint.max_keep, checkpoint.max_iter) == (4, 2, expected)
+        assert checkpoint.save_dir == str(tmp_path / "checkpoints") and checkpoint.writer is None
+
+
+def test_checkpoint_save_delegates_to_the_hook_at_the_trainers_position(monkeypatch):
+    checkpoint, trainer = checkpoint_of(monkeypatch=monkeypatch)
     for trainer.iter in range(10):
         checkpoint.save(trainer.model, trainer.iter)
-    assert trainer.checkpoint_hook.saved == [4, 8, 10]  # tags iter_4, iter_8, iter_10
+    assert trainer.saved == [4, 8, 10]  # tags iter_4, iter_8, iter_10
     with pytest.raises(EngineError, match="the trainer's own model bundle"):
         checkpoint.save(object(), 3)
 
 
 def test_hook_save_once_writes_a_step_once(monkeypatch):
-    from engine.checkpoint import saver
+    from engine.checkpoint.hook import CheckpointHook
 
-    written = []
-    monkeypatch.setattr(saver, "save_checkpoint", lambda trainer, step, group: written.append(step))
-    hook = saver.CheckpointHook(period=2)
-    hook.trainer = SimpleNamespace(iter=1, max_iter=4)
-    hook.save_once(2)  # e.g. trainer.checkpoint.save from iterate_after
+    checkpoint, trainer = checkpoint_of(monkeypatch=monkeypatch)
+    hook = CheckpointHook(checkpoint, period=2)
+    hook.trainer = SimpleNamespace(iter=1, max_iter=4, model=trainer.model, state_dict=dict)
+    checkpoint.save_once(trainer.model, {}, 2)  # e.g. trainer.checkpoint.save from iterate_after
     hook.after_step()  # the hook's own save of the same step
     hook.trainer.iter = 3
     hook.after_step()
-    assert written == [2, 4]
+    assert trainer.saved == [2, 4]
 
 
 # ---- logging ------------------------------------------------------------------------------------------
