@@ -38,6 +38,7 @@ LAYERS: Sequence[Sequence[str]] = (
 _DEEPSPEED = "heavy: checkpoint.async_writer imports deepspeed (~3 CPU s); importing engine.trainer stays without it"
 LAZY_ALLOWED: Dict[tuple, str] = {
     ("engine/cli.py", "engine.plan"): "heavy (torch): `engine --help` must not pay for it",
+    ("engine/schedule/__init__.py", "engine.schedule.scheduler"): "heavy (torch): `import engine.schedule` must not pay for it",
     ("engine/trainer/trainer.py", "engine.trainer.hook_registry"): _DEEPSPEED,
     ("engine/trainer/trainer.py", "engine.checkpoint.saver"): _DEEPSPEED,
     ("engine/trainer/best_hook.py", "engine.checkpoint.saver"): _DEEPSPEED,
