@@ -14,7 +14,7 @@ import re
 import socket
 import time
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Any, Callable, Dict, Iterator, Optional
 from urllib.parse import urlparse
 
 from engine.errors import ConfigError
@@ -170,12 +170,89 @@ def init_distributed(info: LaunchInfo, device: str, *, shm_comm: bool, timeout_s
     elif not shm_comm:
         # The shm allreduce op JIT-compiles for ~50 s and leaks 2×66 MB /dev/shm files per run
         # under the deepspeed launcher; gloo alone trains identically.
-        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+        _mark_incompatible(deepspeed.ops, "deepspeed_shm_comm")
     deepspeed.init_distributed(
         dist_backend="nccl" if device == "cuda" else "gloo",
         auto_mpi_discovery=False,
         timeout=datetime.timedelta(seconds=timeout_s),
     )
+
+
+class _ProbeOnFirstRead(dict):
+    """DeepSpeed's op-compatibility table that runs DeepSpeed's probe only when read.
+
+    Reading ``deepspeed.ops.__compatible_ops__`` probes every op builder (C compiler
+    subprocesses, library checks: ~0.6 s wall per rank here), yet a CPU run only needs to
+    switch one op off. The keys set here answer at once; any other read fills the table
+    from DeepSpeed's own probe first, so what DeepSpeed reports stays the same.
+    """
+
+    def __init__(self, probe: Callable[[], Dict[str, bool]], **known: bool) -> None:
+        super().__init__(known)
+        self._probe: Optional[Callable[[], Dict[str, bool]]] = probe
+
+    def _fill(self) -> None:
+        if self._probe is not None:
+            probe, self._probe = self._probe, None
+            known = dict(self)
+            self.update(probe())
+            self.update(known)  # what was set by hand wins, as it did over the probed table
+
+    def __getitem__(self, key: str) -> bool:
+        if not dict.__contains__(self, key):
+            self._fill()
+        return dict.__getitem__(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if not dict.__contains__(self, key):
+            self._fill()
+        return dict.get(self, key, default)
+
+    def __contains__(self, key: object) -> bool:
+        if not dict.__contains__(self, key):
+            self._fill()
+        return dict.__contains__(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        self._fill()
+        return dict.__iter__(self)
+
+    def __len__(self) -> int:
+        self._fill()
+        return dict.__len__(self)
+
+    def __repr__(self) -> str:
+        self._fill()
+        return dict.__repr__(self)
+
+    def keys(self) -> Any:
+        self._fill()
+        return dict.keys(self)
+
+    def values(self) -> Any:
+        self._fill()
+        return dict.values(self)
+
+    def items(self) -> Any:
+        self._fill()
+        return dict.items(self)
+
+
+def _mark_incompatible(ops: Any, name: str) -> None:
+    """Set ``ops.__compatible_ops__[name] = False`` without running DeepSpeed's probe now.
+
+    Args:
+        ops: the ``deepspeed.ops`` module, whose ``__getattr__`` probes on first access.
+        name: the op to switch off (``deepspeed_shm_comm``).
+    """
+    table = vars(ops).get("__compatible_ops__")
+    probe = getattr(ops, "_probe_compatible_ops", None)  # DeepSpeed's lazy probe (0.19+)
+    if table is None and probe is None:  # a DeepSpeed that probed at import: its table is there
+        table = ops.__compatible_ops__
+    if table is None:  # not probed yet: defer the probe to whoever reads another op
+        table = _ProbeOnFirstRead(probe)
+        setattr(ops, "__compatible_ops__", table)
+    table[name] = False
 
 
 def shutdown_distributed(barrier: bool = True) -> None:
