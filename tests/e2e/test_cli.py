@@ -35,6 +35,7 @@ def digits_runs(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # the first test to ask for the fixture pays for its three trainings
 @pytest.mark.parametrize("config", ["digits.py", "digits.yaml"])
 def test_digits_short_run_writes_its_outputs(digits_runs, config):
     out = digits_runs[config]
@@ -50,6 +51,7 @@ def test_digits_short_run_writes_its_outputs(digits_runs, config):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_aspect_ratio_grouping_trains_from_config(digits_runs):
     assert "step 10/10" in (digits_runs["grouped"] / "digits.log").read_text()
 
