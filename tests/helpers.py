@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
 from engine.launch import free_port
 
@@ -87,7 +87,8 @@ class Outcome(NamedTuple):
 
 
 def run_scenarios(runs: List[Tuple[str, List[str]]], workdir: Path, *, nproc: int = 2, imports: Iterable[Path] = (),
-                  timeout: float = 300, env: Optional[Dict[str, str]] = None) -> Dict[str, Outcome]:
+                  timeout: float = 300, env: Optional[Dict[str, str]] = None,
+                  launcher: Optional[str] = None) -> Dict[str, Outcome]:
     """Run trainings one after another in one start of ``nproc`` processes (tests/assets/scenarios.py).
 
     Args:
@@ -97,6 +98,7 @@ def run_scenarios(runs: List[Tuple[str, List[str]]], workdir: Path, *, nproc: in
         imports: module files imported before the first run (the test's registered classes).
         timeout: for the whole start, in seconds.
         env: extra environment of the start.
+        launcher: as :func:`launcher_cmd` names them; by default torchrun for more than one rank.
 
     Returns:
         Run name → its :class:`Outcome`.
@@ -108,7 +110,7 @@ def run_scenarios(runs: List[Tuple[str, List[str]]], workdir: Path, *, nproc: in
     spec = workdir / "scenarios.json"
     spec.write_text(json.dumps({"imports": [str(p) for p in imports], "runs": [
         {"name": name, "argv": [str(a) for a in argv]} for name, argv in runs]}))
-    launcher = "torchrun" if nproc > 1 else "python"
+    launcher = launcher or ("torchrun" if nproc > 1 else "python")
     result = run_cli(launcher_cmd(launcher, REPO / "tests" / "assets" / "scenarios.py", nproc, free_port())
                      + [str(spec)], timeout=timeout, env=env)
     codes = []
@@ -145,11 +147,25 @@ def run_tool(name: str, *args) -> subprocess.CompletedProcess:
     A tool start costs seconds of imports that the test process has already paid; the tools'
     own command lines stay covered by the tests that start them as a user would.
     """
+    return run_main(load_tool(name).main, name, *args)
+
+
+def run_main(main: Callable[[List[str]], Optional[int]], name: str, *args) -> subprocess.CompletedProcess:
+    """``main(ARGS)`` of a command-line entry point in this process, reported as :func:`run_cli` would.
+
+    Args:
+        main: the entry point; it returns its exit code, or ends with ``SystemExit``.
+        name: the command's name, for the reported ``args``.
+        args: its command-line arguments (converted with ``str``).
+
+    Returns:
+        The exit code (0 for ``None``) and stdout and stderr together as ``stdout``.
+    """
     argv = [str(a) for a in args]
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         try:
-            code = load_tool(name).main(argv)
-        except SystemExit as exc:  # argparse, or a tool that exits instead of returning
+            code = main(argv)
+        except SystemExit as exc:  # argparse, or an entry point that exits instead of returning
             code = exc.code if isinstance(exc.code, int) else 1
     return subprocess.CompletedProcess([name, *argv], code or 0, out.getvalue(), "")

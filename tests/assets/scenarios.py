@@ -1,8 +1,10 @@
 """Run several trainings one after another in one process: a test file's scenarios share one start.
 
-Usage (under torchrun, or plain ``python`` for one rank)::
+Usage (under torchrun or the deepspeed launcher, or plain ``python`` for one rank)::
 
     scenarios.py SPEC.json
+
+SPEC is the last argument: the deepspeed launcher puts ``--local_rank=N`` before it.
 
 SPEC holds ``{"imports": [module files], "runs": [{"name": ..., "argv": [...]}, ...]}``.
 The module files are imported first (they register the test's models, hooks, trainers); then
@@ -70,7 +72,7 @@ def run_one(argv: list, out_file: Path) -> int:
 real_shutdown = launch.shutdown_distributed
 
 if __name__ == "__main__":
-    spec_path = Path(sys.argv[1])
+    spec_path = Path(sys.argv[-1])  # the deepspeed launcher adds --local_rank=N before it
     spec = json.loads(spec_path.read_text())
     for module_file in spec.get("imports", []):
         import_file(module_file)

@@ -3,18 +3,19 @@
 The same network, data and seed: the pipelined run's losses must equal the plain run's
 (first step within float rounding), fall, survive stop + resume exactly, and the layer
 files of its checkpoint must load with ``strict=True`` into the plain network.
-"""
 
-import sys
+The straight pipelined run and the run stopped at step 5 share one 2-rank start (the stop
+ends it); the resume reads files in a start of its own.
+"""
 
 import pytest
 import torch
 
 from engine.model.pipeline import layer_key_map, pipeline_state_dict
 from engine.weights.exported import read_exported
-from tests.distributed.test_large_zero3 import run_large
+from tests.distributed.test_large_zero3 import run_large, run_large_together
 from tests.distributed.test_plan_ds_config import REPORT_HOOK, assert_ds_config_is_what_ran
-from tests.helpers import REPO, run_cli
+from tests.helpers import read_records, run_tool
 
 COMMON = ("solver.gradient_accumulation_batch", "2", "solver.max_iter", "10")
 PIPE = ("deepspeed.pipeline", "{'stages': 2, 'partition_method': 'uniform', 'micro_batches': 2}")
@@ -25,8 +26,13 @@ def test_pipeline_matches_plain_run_resumes_and_exports(tmp_path):
     import large
 
     plain = run_large(tmp_path / "plain", *COMMON, "deepspeed.config", "zero0", nproc=1)[0]["losses"]
-    piped = run_large(tmp_path / "pipe0", *COMMON, *PIPE, "deepspeed.config", "zero0", *REPORT_HOOK,
-                      "dataloader.val_data_set", "{'name': 'LargeRegression', 'size': 20}", "solver.eval_period", "5")
+    # ZeRO-1: stop at step 5 (checkpoint), resumed to 10 below; the losses continue as the straight run's
+    out = run_large_together(tmp_path, {
+        "pipe0": (*COMMON, *PIPE, "deepspeed.config", "zero0", *REPORT_HOOK,
+                  "dataloader.val_data_set", "{'name': 'LargeRegression', 'size': 20}", "solver.eval_period", "5"),
+        "pipe1": (*COMMON, *PIPE, "deepspeed.config", "zero1", "solver.stop_at_iter", "5"),
+    })["pipe1"]
+    piped = read_records(tmp_path / "pipe0", 2)
     assert_ds_config_is_what_ran(tmp_path / "pipe0", engines=["generator"])
     assert piped[0]["losses"] == piped[1]["losses"]  # every stage reports the last stage's loss
     assert piped[0]["losses"][0] == pytest.approx(plain[0], rel=1e-6)
@@ -35,9 +41,6 @@ def test_pipeline_matches_plain_run_resumes_and_exports(tmp_path):
     log = (tmp_path / "pipe0" / "train.log").read_text()
     assert "eval at step 10: val/loss" in log
 
-    # ZeRO-1: stop at step 5 (checkpoint), resume to 10; the losses continue as the straight run's
-    out = tmp_path / "pipe1"
-    run_large(out, *COMMON, *PIPE, "deepspeed.config", "zero1", "solver.stop_at_iter", "5", records=False)
     resumed = run_large(out, *COMMON, *PIPE, "deepspeed.config", "zero1", "--resume")
     assert resumed[0]["losses"] == pytest.approx(piped[0]["losses"][5:], rel=1e-5, abs=1e-7)
 
@@ -48,7 +51,7 @@ def test_pipeline_matches_plain_run_resumes_and_exports(tmp_path):
 
     # the export tool needs no network: the tag's marker records the pipeline's key map
     exported = tmp_path / "pipe.safetensors"
-    result = run_cli([sys.executable, str(REPO / "tools" / "convert_ckpt.py"), str(out), str(exported)], timeout=120)
+    result = run_tool("convert_ckpt", out, exported)
     assert result.returncode == 0, result.stdout[-3000:]
     fresh = large.DeepMLP(dim=8, hidden=32, depth=4)
     fresh.load_state_dict(read_exported(str(exported)), strict=True)

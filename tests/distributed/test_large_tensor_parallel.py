@@ -5,10 +5,12 @@ The network declares its column/row specs (``autotp_layer_specs``); the config o
 to the plain run's; the gathered weights at the start are the plain network's, and the two
 checkpoint shards merge into a state dict that loads with ``strict=True`` and equals the
 plain run's final weights.
+
+The 1-process plain run is shared by both tests; the 2-rank TP runs (ZeRO-1, ZeRO-3, and the
+ZeRO-3 run stopped at step 4, which ends the start) share one start; the resume has its own.
 """
 
 import json
-import sys
 
 import pytest
 import torch
@@ -16,11 +18,25 @@ import torch
 from engine.weights import safe_load
 from engine.weights.exported import read_exported
 from engine.model.tensor_parallel import merge_tp_shards
-from tests.distributed.test_large_zero3 import run_large
+from tests.distributed.test_large_zero3 import run_large, run_large_together
 from tests.distributed.test_plan_ds_config import REPORT_HOOK, assert_ds_config_is_what_ran
-from tests.helpers import REPO, run_cli
+from tests.helpers import read_records, run_tool
 
 COMMON = ("deepspeed.config", "zero1", "solver.max_iter", "8")
+TP3 = ("deepspeed.config", "zero3", "solver.max_iter", "8", "deepspeed.tensor_parallel", "{'autotp_size': 2}")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Run name → its output dir: the plain run on one rank, then the TP runs in one 2-rank start."""
+    tmp = tmp_path_factory.mktemp("tp")
+    plain = tmp / "plain"
+    run_large(plain, *COMMON, nproc=1)
+    return {"plain": plain, **run_large_together(tmp, {
+        "tp": (*COMMON, "deepspeed.tensor_parallel", "{'autotp_size': 2}", *REPORT_HOOK),
+        "tp3": TP3,
+        "tp3_resumed": (*TP3, "solver.stop_at_iter", "4"),
+    })}
 
 
 def module_state(out, rank):
@@ -31,58 +47,57 @@ def module_state(out, rank):
 
 def export(out, dest):
     """``tools/convert_ckpt.py`` on a run's newest tag; the exported state dict."""
-    result = run_cli([sys.executable, str(REPO / "tools" / "convert_ckpt.py"), str(out), str(dest)], timeout=120)
+    result = run_tool("convert_ckpt", out, dest)
     assert result.returncode == 0, result.stdout[-3000:]
     return read_exported(str(dest))
 
 
 @pytest.mark.slow
-def test_tensor_parallel_matches_plain_run_and_exports(tmp_path):
+@pytest.mark.timeout(900)
+def test_tensor_parallel_matches_plain_run_and_exports(runs, tmp_path):
     import large
 
-    plain = run_large(tmp_path / "plain", *COMMON, nproc=1)[0]
-    tp = run_large(tmp_path / "tp", *COMMON, "deepspeed.tensor_parallel", "{'autotp_size': 2}", *REPORT_HOOK)
-    assert_ds_config_is_what_ran(tmp_path / "tp", engines=["generator"])  # partition_config included
-    assert json.loads((tmp_path / "tp" / "ds_config.json").read_text())["tensor_parallel"]["partition_config"]
+    plain = read_records(runs["plain"], 1)[0]
+    tp = read_records(runs["tp"], 2)
+    assert_ds_config_is_what_ran(runs["tp"], engines=["generator"])  # partition_config included
+    assert json.loads((runs["tp"] / "ds_config.json").read_text())["tensor_parallel"]["partition_config"]
     assert tp[0]["losses"] == tp[1]["losses"]
     assert tp[0]["losses"] == pytest.approx(plain["losses"], rel=1e-5, abs=1e-6)
     assert sum(plain["losses"][-3:]) < sum(plain["losses"][:3]), plain["losses"]
     for key, value in plain["start_weights"].items():
         assert torch.allclose(torch.tensor(tp[0]["start_weights"][key]), torch.tensor(value)), key
 
-    shards = [module_state(tmp_path / "tp", rank) for rank in range(2)]
+    shards = [module_state(runs["tp"], rank) for rank in range(2)]
     assert shards[0]["blocks.0.up.weight"].shape == (32, 32)  # half of 64 output features
     merged = merge_tp_shards(shards, large.DeepMLP.autotp_layer_specs)
     network = large.DeepMLP(dim=8, hidden=32, depth=4)
     network.load_state_dict(merged, strict=True)
-    for key, value in module_state(tmp_path / "plain", 0).items():
+    for key, value in module_state(runs["plain"], 0).items():
         assert torch.allclose(merged[key], value, rtol=1e-4, atol=1e-6), key
 
     # the export tool merges the shards by the specs recorded in the tag's marker
-    state = export(tmp_path / "tp", tmp_path / "tp.safetensors")
+    state = export(runs["tp"], tmp_path / "tp.safetensors")
     network.load_state_dict(state, strict=True)
     assert all(torch.equal(state[k], v) for k, v in merged.items())
 
 
 @pytest.mark.slow
-def test_tensor_parallel_zero3_trains_resumes_and_exports(tmp_path):
+@pytest.mark.timeout(900)
+def test_tensor_parallel_zero3_trains_resumes_and_exports(runs, tmp_path):
     """TP with ZeRO-3 (built under zero.Init): the plain run's losses, exact resume, export of its fp32 partitions."""
     import large
 
-    plain = run_large(tmp_path / "plain", *COMMON, nproc=1)[0]
+    plain = read_records(runs["plain"], 1)[0]
     network = large.DeepMLP(dim=8, hidden=32, depth=4)
-    tp3_opts = ("deepspeed.config", "zero3", "solver.max_iter", "8", "deepspeed.tensor_parallel", "{'autotp_size': 2}")
-    tp3 = run_large(tmp_path / "tp3", *tp3_opts)
+    tp3 = read_records(runs["tp3"], 2)
     assert tp3[0]["losses"] == pytest.approx(plain["losses"], rel=1e-5, abs=1e-6)
-    state = export(tmp_path / "tp3", tmp_path / "tp3.safetensors")
+    state = export(runs["tp3"], tmp_path / "tp3.safetensors")
     network.load_state_dict(state, strict=True)
-    for key, value in module_state(tmp_path / "plain", 0).items():
+    for key, value in module_state(runs["plain"], 0).items():
         assert torch.allclose(state[key], value, rtol=1e-4, atol=1e-6), key
 
-    # and stopped at step 4, resumed to 8: the losses continue bit for bit
-    out = tmp_path / "tp3_resumed"
-    run_large(out, *tp3_opts, "solver.stop_at_iter", "4", records=False)
-    resumed = run_large(out, *tp3_opts, "--resume")
+    # and stopped at step 4 (the shared start's last run), resumed to 8: the losses continue bit for bit
+    resumed = run_large(runs["tp3_resumed"], *TP3, "--resume")
     assert resumed[0]["losses"] == tp3[0]["losses"][4:]
 
 

@@ -1,26 +1,39 @@
-"""Real 2-process runs (gloo on CPU) under torchrun and the deepspeed launcher, ZeRO 0-3."""
+"""Real 2-process runs (gloo on CPU) under torchrun and the deepspeed launcher, ZeRO 0-3.
+
+Each launcher starts its 2 ranks once and trains its ZeRO stages one after another in that start
+(tests/assets/scenarios.py): what a case asserts is its own run's records, config and log.
+"""
 
 import json
 
 import pytest
 
-from engine.launch import free_port
-from tests.helpers import TOY, launcher_cmd, read_records, run_cli
+from tests.helpers import TOY, read_records, run_scenarios
 
 CASES = [("torchrun", 0), ("torchrun", 1), ("torchrun", 2), ("torchrun", 3), ("deepspeed", 2), ("deepspeed", 3)]
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(launcher, stage) → the output dir of its training; one start per launcher."""
+    root = tmp_path_factory.mktemp("launchers")
+    outs = {}
+    for launcher in dict.fromkeys(l for l, _ in CASES):
+        runs = [(f"zero{stage}", ["--config-file", TOY / "cfg.py", "--opts", "output_dir", root / f"{launcher}-zero{stage}",
+                                  "deepspeed.config", f"zero{stage}"]) for l, stage in CASES if l == launcher]
+        outcomes = run_scenarios(runs, root / f"{launcher}-start", imports=[TOY / "toy.py"], launcher=launcher,
+                                 timeout=400)
+        for name, outcome in outcomes.items():
+            assert outcome.codes == [0, 0], (launcher, name, outcome.stdout[-4000:])
+        outs.update({(launcher, int(name[len("zero"):])): root / f"{launcher}-{name}" for name in outcomes})
+    return outs
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("launcher,stage", CASES, ids=[f"{l}-zero{s}" for l, s in CASES])
-def test_two_process_training(tmp_path, launcher, stage):
-    out = tmp_path / "out"
-    cmd = launcher_cmd(launcher, TOY / "train.py", 2, free_port()) + [
-        "--config-file", str(TOY / "cfg.py"),
-        "--opts", "output_dir", str(out), "deepspeed.config", f"zero{stage}",
-    ]
-    result = run_cli(cmd, timeout=240)
-    assert result.returncode == 0, result.stdout[-4000:]
+def test_two_process_training(trained, launcher, stage):
+    out = trained[(launcher, stage)]
 
     records = read_records(out, 2)
     assert all(r["world_size"] == 2 for r in records)

@@ -1,4 +1,8 @@
-"""tools/inspect_ckpt.py on a real run: tags, completeness with the reason, world size, stage, state present."""
+"""tools/inspect_ckpt.py on a real run: tags, completeness with the reason, world size, stage, state present.
+
+The JSON report and the error run the tool's ``main`` in this process; the human-readable
+report runs ``tools/inspect_ckpt.py`` as a user would, so its command line stays covered.
+"""
 
 import json
 import os
@@ -7,10 +11,10 @@ import sys
 import pytest
 
 from engine.checkpoint import layout
-from tests.helpers import REPO, TOY, launcher_cmd, run_cli
+from tests.helpers import REPO, TOY, launcher_cmd, run_cli, run_tool
 
 
-def inspect(*args):
+def inspect_cli(*args):
     return run_cli([sys.executable, str(REPO / "tools" / "inspect_ckpt.py"), *map(str, args)], timeout=60)
 
 
@@ -30,7 +34,7 @@ def test_inspect_reports_tags_state_and_damage(tmp_path):
         f.truncate(100)
     listing = sorted(os.listdir(root))
 
-    result = inspect(out, "--json")
+    result = run_tool("inspect_ckpt", out, "--json")
     assert result.returncode == 0, result.stdout[-3000:]
     report = json.loads(result.stdout)
     assert report["latest"] == layout.tag_name(4)
@@ -45,11 +49,11 @@ def test_inspect_reports_tags_state_and_damage(tmp_path):
     assert engine["optimizer"] and engine["optimizer_partitions"] == 1 and engine["lr_scheduler"]
     assert good["ranks"]["0"]["rng"] == ["numpy", "python", "torch"] and good["ranks"]["0"]["ema"] == "full"
 
-    result = inspect(root / layout.tag_name(4))  # one tag, human-readable
+    result = inspect_cli(root / layout.tag_name(4))  # one tag, human-readable
     assert result.returncode == 0, result.stdout[-3000:]
     assert "complete, step 4, world size 1, ZeRO 2, engines generator" in result.stdout
     assert "optimizer yes" in result.stdout and "LR scheduler yes" in result.stdout and "EMA full" in result.stdout
     assert sorted(os.listdir(root)) == listing  # nothing written
 
-    result = inspect(tmp_path / "nope")
+    result = run_tool("inspect_ckpt", tmp_path / "nope")
     assert result.returncode == 2 and "no such directory" in result.stdout

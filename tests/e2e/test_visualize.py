@@ -1,22 +1,18 @@
-"""tools/visualize_data.py: a grid PNG of augmented samples with masks, boxes and points drawn."""
+"""tools/visualize_data.py: a grid PNG of augmented samples with masks, boxes and points drawn.
 
-import importlib.util
+The first grid comes from the command line as a user runs it; the seeded repeat runs the tool's
+``main`` in this process, which proves the same (one picture per command) without a second start.
+"""
+
 import subprocess
 import sys
 
 import cv2
 import numpy as np
 
-from tests.helpers import REPO
+from tests.helpers import DIGITS, REPO, load_tool, run_tool
 
 TOOL = REPO / "tools" / "visualize_data.py"
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location("visualize_data", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_digits_grid_png(tmp_path):
@@ -32,14 +28,14 @@ def test_digits_grid_png(tmp_path):
     assert grid[:64, :64].max() > 100 and not grid[128:, 128:].any()  # a digit drawn; the 2 spare cells empty
     assert not list(out.parent.glob(".visualize-*"))  # no temporary left behind
     again = tmp_path / "again.png"
-    subprocess.run([sys.executable, str(TOOL), "--config-file", "examples/digits/configs/digits.py", "-n", "10",
-                    str(again), "--import", "codes", "--code-dir", "examples/digits", "--tile", "64"],
-                   cwd=REPO, check=True, capture_output=True, timeout=120)
+    repeat = run_tool("visualize_data", "--config-file", DIGITS / "configs" / "digits.py", "-n", "10", again,
+                      "--import", "codes", "--code-dir", DIGITS, "--tile", "64")
+    assert repeat.returncode == 0, repeat.stdout
     assert np.array_equal(cv2.imread(str(again)), grid)  # seeded: the same command draws the same picture
 
 
 def test_masks_boxes_and_points_are_drawn():
-    tool = load_tool()
+    tool = load_tool("visualize_data")
     mask = np.zeros((32, 32), np.uint8)
     mask[:8, :8] = 1
     results = dict(img=np.zeros((32, 32, 3), np.uint8), img_fields=["img"], mask_fields=["gt"], gt=mask,
