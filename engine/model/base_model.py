@@ -18,11 +18,11 @@ from engine.model.zero_init import construction_context  # zero_init
 from engine.model import pipeline as pipe  # pipeline
 from engine.model.tensor_parallel import check_network_specs, layer_specs  # tensor parallel
 from engine.model.activation_checkpointing import activation_checkpointing_requested, apply_activation_checkpointing
-from engine.model.seed_surface import SeedModelSurface
+from engine.model.trainframework import TrainFrameworkModelSurface
 from engine.runplan.plan import GENERATOR, RunPlan
 
 
-class BaseModel(SeedModelSurface):
+class BaseModel(TrainFrameworkModelSurface):
     """The model bundle: what the user subclasses and registers in ``BUILD_MODEL_REGISTRY``.
 
     The user writes ``run_step`` (forward + loss, returning the loss tensor or
@@ -32,7 +32,7 @@ class BaseModel(SeedModelSurface):
 
     The seed's members (``model(data, epoch=...)``, ``get_state_dict`` / ``load_state_dict``,
     ``get_addition_state_dict`` / ``load_addition_state_dict``, ``g_scheduler``) come from
-    ``engine.model.seed_surface.SeedModelSurface``.
+    ``engine.model.trainframework.TrainFrameworkModelSurface``.
     """
 
     def __init__(self, cfg: Any) -> None:

@@ -45,7 +45,7 @@ from engine.model.engine_wrap import backward_step, wrap_network
 from engine.model.tensor_parallel import check_network_specs
 from engine.model.zero_init import construction_context
 from engine.weights.pretrained import load_state
-from engine.model.seed_surface import load_optimizer_state
+from engine.model.trainframework import load_optimizer_state
 from engine.model.tensor_parallel import gathered_state_dict
 from engine.runplan.plan import D_PREFIX  # checkpoint/export name of discriminator ``name``: discriminator.<name>
 from engine.utils.signature import overrides

@@ -29,14 +29,14 @@ from engine.trainer.loop import TrainLoop
 from engine.log.metrics import MetricsWindow
 from engine.trackers.base import RunInfo
 from engine.config.node import to_plain
-from engine.trainer.seed_surface import SeedTrainerSurface
+from engine.trainer.trainframework import TrainFrameworkTrainerSurface
 from engine.utils.signature import positional_capacity
 
 logger = logging.getLogger("engine")
 
 
 @BUILD_TRAINER_REGISTRY.register()
-class BaseTrainer(SeedTrainerSurface, TrainLoop):
+class BaseTrainer(TrainFrameworkTrainerSurface, TrainLoop):
     """Builds the datasets, loaders, model bundle and hooks from the config, then runs ``TrainLoop``.
 
     ``__init__`` is a list of build steps: data (collate functions, datasets, sampler, plan),

@@ -1,4 +1,4 @@
-"""The seed's ``BaseTrainer`` attribute names, read by seed-era trainers, as views of engine's state.
+"""TrainFramework's ``BaseTrainer`` attribute names, read by trainers written for it, as views of engine's state.
 
 Each is derived from the config or from the trainer's own attributes when read, so there is
 one owner of each fact and nothing here draws random numbers or touches the data order.
@@ -15,7 +15,7 @@ from engine.errors import EngineError
 logger = logging.getLogger("engine")
 
 
-class SeedTrainerSurface:
+class TrainFrameworkTrainerSurface:
     """Mixin of ``BaseTrainer``: ``default_log_name``, ``output``, ``device``, ``enable_epoch_method``,
     ``gradient_accumulation_batch``, ``train_batch_size``, ``model_path``.
 

@@ -1,4 +1,4 @@
-"""The seed's model-bundle members that user trainers call, on engine's DeepSpeed bundle.
+"""TrainFramework's model-bundle members that its user trainers call, on engine's DeepSpeed bundle.
 
 Seed trainers evaluate with ``self.model.disable_train(); out = self.model(batch)`` and move
 weights with ``get_state_dict`` / ``load_state_dict`` and optimizer state with
@@ -19,7 +19,7 @@ from engine.errors import EngineError
 from engine.model.tensor_parallel import gathered_state_dict
 
 
-class SeedModelSurface:
+class TrainFrameworkModelSurface:
     """Mixin of ``BaseModel``: ``__call__``, the seed's state-dict methods and names.
 
     Expects ``g_model`` (a DeepSpeed engine), ``g_optimizer``, ``g_lr_scheduler``, ``ema``,
