@@ -15,6 +15,7 @@ from engine.config.checks import check_consistency
 from engine.config.defaults import DEFAULTS
 from engine.config.loader import apply_opts, load_file, merge
 from engine.config.loggers import resolve_loggers
+from engine.config.no_effect import warn_no_effect
 from engine.config.node import CfgNode, key_paths, to_plain
 from engine.utils.fileio import atomic_write_text
 
@@ -39,6 +40,7 @@ def build_cfg(data: Dict[str, Any], opts: Optional[Sequence[str]] = None) -> Cfg
     written = set(key_paths(data)) | set(key_paths(folded))
     check_consistency(checked)
     resolve_loggers(checked, written)
+    warn_no_effect(checked, written)
     mirror_aliases(checked)
     return CfgNode(checked).mark_written(written).freeze()
 

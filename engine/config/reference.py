@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
 
+from engine.config.no_effect import NO_EFFECT
 from engine.config.defaults import DEEPSPEED_PASSTHROUGH_KEYS, DEFAULTS
 from engine.config.reference_examples import EXAMPLES, PROJECT_BASE, Example
 from engine.config.schema import Field, Open, Section
@@ -63,12 +64,6 @@ FIELD_NOTES: Dict[str, str] = {
                         "when no file is there, its base name is looked up among the bundled templates",
 }
 
-#: Framework keys that are accepted and checked but read by nothing, and why (shown beside the key);
-#: a unit test holds that no module outside engine/config reads them.
-NO_EFFECT: Dict[str, str] = {
-    "solver.generator.clip_gradients.group": "TrainFramework clipped per parameter group when true; engine clips "
-                                             "over all parameters either way",
-}
 
 #: What engine does with some of the DeepSpeed keys it passes through (ds_config.py).
 DEEPSPEED_KEY_NOTES: Dict[str, str] = {
