@@ -162,7 +162,11 @@ def _check_model_parallel(ds: Mapping[str, Any], origin, world_size: int, accumu
     """Pipeline/tensor-parallel settings that no run could honour, named before anything starts."""
     parallel = model_parallel_size(ds)
     if world_size % parallel:
-        raise ConfigError(f"{origin('pipeline.stages')} × {origin('tensor_parallel.autotp_size')} = {parallel} "
+        # name only the sizes that make up the product (a template's autotp_size 1 is not the cause)
+        sizes = [(key, size) for key, size in (("pipeline.stages", pipeline_stages(ds)),
+                                               ("tensor_parallel.autotp_size", autotp_size(ds))) if size > 1]
+        product = " × ".join(f"{origin(key)} = {size}" for key, size in sizes)
+        raise ConfigError(f"{product}{f' (together {parallel})' if len(sizes) > 1 else ''}: {parallel} "
                           f"does not divide the world size {world_size}")
     pipe = ds.get("pipeline") or {}
     if pipeline_stages(ds) <= 1:

@@ -112,7 +112,7 @@ DEEPSPEED_CASES = [
     ("pipeline stages as word", ["deepspeed.pipeline", "{'stages': 'two'}"], "deepspeed.pipeline.stages: 'two': expected an integer ≥ 1"),
     ("tensor parallel size zero", ["deepspeed.tensor_parallel", "{'autotp_size': 0}"],
      "deepspeed.tensor_parallel.autotp_size: 0: expected an integer ≥ 1"),
-    ("pipeline wider than the world", ["deepspeed.pipeline", "{'stages': 2}"], "= 2 does not divide the world size 1"),
+    ("pipeline wider than the world", ["deepspeed.pipeline", "{'stages': 2}"], "deepspeed.pipeline.stages = 2: 2 does not divide the world size 1"),
     ("activation checkpointing typo", ["deepspeed.activation_checkpointing", "{'partition_activation': True}"],
      "deepspeed.activation_checkpointing.partition_activation: unknown key. Did you mean 'partition_activations'"),
     ("steps_per_print as word", ["deepspeed.steps_per_print", "often"], "deepspeed.steps_per_print: 'often': expected an integer ≥ 1"),
