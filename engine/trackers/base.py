@@ -17,10 +17,15 @@ which looks for the package without importing it.
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Dict, List, Mapping, Sequence
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence
+
+import yaml
 
 from engine.errors import ConfigError
+from engine.utils.fileio import atomic_write_text
 from engine.utils.registry import Registry
 from engine.utils.suggest import did_you_mean
 
@@ -44,6 +49,26 @@ class RunInfo:
     plan: Mapping[str, Any] = field(default_factory=dict)
     name: str = ""
     start_step: int = 0
+
+    def config_yaml(self) -> str:
+        """The config as the YAML text every backend stores beside the run."""
+        return yaml.safe_dump(dict(self.config), sort_keys=False, default_flow_style=False)
+
+    def plan_json(self) -> str:
+        """The run plan as the JSON text every backend stores beside the run."""
+        return json.dumps(self.plan, indent=2, default=str)
+
+    def resumed_run_id(self, file_name: str) -> Optional[str]:
+        """The backend run id kept in ``output_dir/<file_name>``, when this run resumes one; else None."""
+        path = os.path.join(self.output_dir, file_name)
+        if self.start_step <= 0 or not os.path.exists(path):
+            return None
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip() or None
+
+    def keep_run_id(self, file_name: str, run_id: str) -> None:
+        """Store ``run_id`` in ``output_dir/<file_name>`` (atomically), for a resumed run to continue it."""
+        atomic_write_text(os.path.join(self.output_dir, file_name), run_id + "\n")
 
 
 class TrackerWriter:

@@ -22,13 +22,11 @@ import json
 import os
 import re
 import time
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 from urllib.parse import urlparse
 
-import yaml
 
 from engine.trackers.base import TRACKER_REGISTRY, RunInfo, TrackerWriter, flatten
-from engine.utils.fileio import atomic_write_text
 
 RUN_ID_FILE = "mlflow_run_id"
 _PARAMS_PER_CALL = 100  # MLflow's log_batch limits
@@ -59,8 +57,7 @@ class MlflowWriter(TrackerWriter):
         if _is_file_store(self.tracking_uri):
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
-        id_file = os.path.join(run_info.output_dir, RUN_ID_FILE)
-        resumed = _read_run_id(id_file) if run_info.start_step > 0 else None
+        resumed = run_info.resumed_run_id(RUN_ID_FILE)
         if resumed is not None:
             self.run_id = resumed
             self.client.update_run(self.run_id, status="RUNNING")
@@ -69,7 +66,7 @@ class MlflowWriter(TrackerWriter):
         found = self.client.get_experiment_by_name(experiment)
         experiment_id = found.experiment_id if found is not None else self.client.create_experiment(experiment)
         self.run_id = self.client.create_run(experiment_id, run_name=run_info.name or None).info.run_id
-        atomic_write_text(id_file, self.run_id + "\n")
+        run_info.keep_run_id(RUN_ID_FILE, self.run_id)
         self._log_run_info(run_info)
 
     def _log_run_info(self, run_info: RunInfo) -> None:
@@ -78,9 +75,8 @@ class MlflowWriter(TrackerWriter):
         params = [Param(_key(key), _param_value(value)) for key, value in flatten(run_info.config).items()]
         for start in range(0, len(params), _PARAMS_PER_CALL):
             self.client.log_batch(self.run_id, params=params[start:start + _PARAMS_PER_CALL])
-        text = yaml.safe_dump(dict(run_info.config), sort_keys=False, default_flow_style=False)
-        self.client.log_text(self.run_id, text, "config.yaml")
-        self.client.log_text(self.run_id, json.dumps(run_info.plan, indent=2, default=str), "plan.json")
+        self.client.log_text(self.run_id, run_info.config_yaml(), "config.yaml")
+        self.client.log_text(self.run_id, run_info.plan_json(), "plan.json")
 
     def write(self, step: int, metrics: Mapping[str, float]) -> None:
         from mlflow.entities import Metric
@@ -104,14 +100,6 @@ def tracking_uri(output_dir: str) -> str:
 
 def _is_file_store(uri: str) -> bool:
     return urlparse(uri).scheme in ("", "file")  # a bare path is a file store too
-
-
-def _read_run_id(path: str) -> Optional[str]:
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        run_id = f.read().strip()
-    return run_id or None
 
 
 def _key(name: str) -> str:

@@ -8,11 +8,8 @@ purged (``purge_step``), so each step appears once.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Mapping
-
-import yaml
 
 from engine.trackers.base import TRACKER_REGISTRY, RunInfo, TrackerWriter
 
@@ -34,9 +31,7 @@ class TensorboardWriter(TrackerWriter):
 
         self.writer = SummaryWriter(os.path.join(run_info.output_dir, "tensorboard"),
                                     purge_step=run_info.start_step or None)
-        config = yaml.safe_dump(dict(run_info.config), sort_keys=False, default_flow_style=False)
-        plan = json.dumps(run_info.plan, indent=2, default=str)
-        for tag, text in (("config", config), ("plan", plan)):
+        for tag, text in (("config", run_info.config_yaml()), ("plan", run_info.plan_json())):
             # TensorBoard renders text as Markdown: indent by 4 to keep it verbatim
             self.writer.add_text(tag, "\n".join("    " + line for line in text.splitlines()), run_info.start_step)
 

@@ -13,11 +13,8 @@ On resume the run id in ``output_dir/wandb_run_id`` is continued (``resume="allo
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Mapping
-
-import yaml
 
 from engine.trackers.base import TRACKER_REGISTRY, RunInfo, TrackerWriter
 from engine.utils.fileio import atomic_write_text
@@ -39,11 +36,7 @@ class WandbWriter(TrackerWriter):
     def open(self, run_info: RunInfo) -> None:
         import wandb  # optional and heavy (seconds to import, starts a service process): only when used
 
-        id_file = os.path.join(run_info.output_dir, RUN_ID_FILE)
-        run_id = None
-        if run_info.start_step > 0 and os.path.exists(id_file):
-            with open(id_file, encoding="utf-8") as f:
-                run_id = f.read().strip() or None
+        run_id = run_info.resumed_run_id(RUN_ID_FILE)
         os.makedirs(run_info.output_dir, exist_ok=True)
         self.run = wandb.init(
             project=os.environ.get("WANDB_PROJECT") or "engine",
@@ -55,15 +48,15 @@ class WandbWriter(TrackerWriter):
             resume="allow" if run_id else None,
             settings=wandb.Settings(console="off"),
         )
-        atomic_write_text(id_file, self.run.id + "\n")
+        run_info.keep_run_id(RUN_ID_FILE, self.run.id)
         if run_id is None:
             self._save_files(run_info)
 
     def _save_files(self, run_info: RunInfo) -> None:
         """The config and the plan as files of the run (uploaded with it by ``wandb sync``)."""
         files = {
-            "config.yaml": yaml.safe_dump(dict(run_info.config), sort_keys=False, default_flow_style=False),
-            "plan.json": json.dumps(run_info.plan, indent=2, default=str),
+            "config.yaml": run_info.config_yaml(),
+            "plan.json": run_info.plan_json(),
         }
         for name, text in files.items():
             path = os.path.join(self.run.dir, name)
