@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Tuple
+from typing import Iterator, List, Tuple
 
 import numpy as np
 import torch
@@ -47,6 +47,23 @@ class TrainingSampler(Sampler):
 
     def epoch_indices(self, epoch: int) -> np.ndarray:
         return self.rank_shard(epoch)[: self.samples_per_epoch]
+
+    def items(self, start: int, count: int) -> List[Tuple[int, int]]:
+        """The ``(index, sample_seed)`` pairs at stream positions ``start .. start + count - 1``.
+
+        What ``__iter__`` yields there, computed without iterating: enough to name, and to
+        rebuild exactly, the samples of any past micro-batch (position = samples this rank
+        consumed before it).
+        """
+        picked: List[Tuple[int, int]] = []
+        position = start
+        while len(picked) < count:
+            epoch, offset = divmod(position, self.samples_per_epoch)
+            indices = self.epoch_indices(epoch)
+            stop = min(self.samples_per_epoch, offset + count - len(picked))
+            picked.extend((int(indices[i]), sample_seed(self.seed, epoch, self.rank, i)) for i in range(offset, stop))
+            position = epoch * self.samples_per_epoch + stop
+        return picked
 
     def __iter__(self) -> Iterator[Tuple[int, int]]:
         position = self.start

@@ -65,3 +65,15 @@ def test_groups_from_dataset():
     assert aspect_ratio_groups(WithShapes()).tolist() == [0, 1]
     with pytest.raises(ConfigError, match="aspect_ratios"):
         aspect_ratio_groups([1, 2])
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_items_at_a_position_are_what_the_stream_yields_there(grouped):
+    """``items(start, count)`` names the samples of any past micro-batch, across epoch ends too."""
+    make = (lambda start: GroupedTrainingSampler(GROUPS, micro_batch=4, rank=1, world_size=2, samples_per_step=8,
+                                                 seed=5, start=start)) if grouped else \
+        (lambda start: TrainingSampler(103, rank=1, world_size=2, samples_per_step=8, seed=5, start=start))
+    stream = list(itertools.islice(iter(make(0)), 200))
+    sampler = make(0)
+    for start, count in [(0, 8), (13, 20), (sampler.samples_per_epoch - 3, 11), (150, 50)]:
+        assert sampler.items(start, count) == stream[start:start + count]
