@@ -5,13 +5,15 @@ A byte-level LM on padded sequences of 4 to 32 tokens (tests/assets/item_lm.py),
 where a per-token mean is what the loss computes anyway. With ``num_items`` the final
 weights of 4 accumulated micro-batches of 4, and of 2 ranks x 8 at ZeRO 1, 2 and 3, must be
 within 1e-5 of it; without, the mean of per-micro-batch means must be measurably off (so the
-comparison can fail).
+comparison can fail). DeepSpeed's pipeline engine (2 stages, 4 micro-batches) is held to the
+same bound: its loss function weighs each micro-batch the same way.
 """
 
 import pytest
 import torch
 
-from tests.helpers import REPO, read_records, run_scenarios
+from engine.weights.exported import read_exported
+from tests.helpers import REPO, read_records, run_scenarios, run_tool
 
 ASSET = REPO / "tests" / "assets" / "item_lm.py"
 STEPS = 20
@@ -28,6 +30,9 @@ deepspeed = dict(config="zero0")
 MEAN_OF_MEANS = ("trainer.model.name", "PaddedLMMeanOfMeans")
 ACCUMULATED = ("solver.gradient_accumulation_batch", "4")
 TWO_RANKS = ("solver.train_per_batch", "8")
+# 2 stages on 2 ranks (one data-parallel replica), 4 micro-batches of 4; a final tag to export
+PIPELINE = (*ACCUMULATED, "deepspeed.pipeline", "{'stages': 2, 'partition_method': 'uniform', 'micro_batches': 4}",
+            "solver.checkpoint_period", str(STEPS))
 
 
 def runs(tmp, layouts):
@@ -43,11 +48,17 @@ def final_weights(tmp_path_factory):
     one = {"reference": (), "accumulated": ACCUMULATED, "accumulated_mean_of_means": (*ACCUMULATED, *MEAN_OF_MEANS)}
     two = {f"ranks_zero{stage}": (*TWO_RANKS, "deepspeed.config", f"zero{stage}") for stage in (1, 2, 3)}
     two["ranks_mean_of_means"] = (*TWO_RANKS, *MEAN_OF_MEANS, "deepspeed.config", "zero1")
+    piped = {"pipeline": PIPELINE, "pipeline_mean_of_means": (*PIPELINE, *MEAN_OF_MEANS)}
+    two.update(piped)
     for nproc, layouts in ((1, one), (2, two)):
         outcomes = run_scenarios(runs(tmp, layouts), tmp / f"np{nproc}", nproc=nproc, imports=[ASSET], timeout=400)
         for name, outcome in outcomes.items():
             assert set(outcome.codes) == {0}, (name, outcome.stdout[-4000:])
-    weights = {name: torch.load(tmp / name / "live.pt") for name in [*one, *two]}
+    weights = {name: torch.load(tmp / name / "live.pt") for name in [*one, *two] if name not in piped}
+    for name in piped:  # each stage holds its own layers: the exported checkpoint is the whole network
+        result = run_tool("convert_ckpt", tmp / name, tmp / f"{name}.safetensors")
+        assert result.returncode == 0, result.stdout[-3000:]
+        weights[name] = read_exported(str(tmp / f"{name}.safetensors"))
     weights["reference_losses"] = read_records(tmp / "reference", 1)[0]["losses"]
     return weights
 
@@ -59,7 +70,7 @@ def max_diff(a, b):
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("layout", ["accumulated", "ranks_zero1", "ranks_zero2", "ranks_zero3"])
+@pytest.mark.parametrize("layout", ["accumulated", "ranks_zero1", "ranks_zero2", "ranks_zero3", "pipeline"])
 def test_counted_losses_train_to_one_big_batch_weights(final_weights, layout):
     reference = final_weights["reference"]
     losses = final_weights["reference_losses"]
@@ -68,6 +79,6 @@ def test_counted_losses_train_to_one_big_batch_weights(final_weights, layout):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("layout", ["accumulated_mean_of_means", "ranks_mean_of_means"])
+@pytest.mark.parametrize("layout", ["accumulated_mean_of_means", "ranks_mean_of_means", "pipeline_mean_of_means"])
 def test_without_num_items_the_mean_of_means_differs(final_weights, layout):
     assert max_diff(final_weights[layout], final_weights["reference"]) > 1e-3
