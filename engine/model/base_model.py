@@ -14,6 +14,8 @@ from engine.model.ema import build_ema
 from engine.model.precision import compute_dtype, to_device
 from engine.model.engine_wrap import StepOutcome, backward_step, wrap_network
 from engine.model.item_norm import ItemWeights, WeightedLoss
+from engine.data.batch import batch_size
+from engine.log.flops import TrainingFlopsCounter
 from engine.model.run_plan import current_plan
 from engine.model.zero_init import construction_context  # zero_init
 from engine.model import pipeline as pipe  # pipeline
@@ -67,6 +69,7 @@ class BaseModel(TrainFrameworkModelSurface):
         self._inference = contextlib.ExitStack()
         split = getattr(self, "pipeline_inputs", pipe.default_pipeline_inputs)  # pipeline: (inputs, labels) of a batch
         self.pipeline = pipe.PipelineStep(self.g_model, split, self.device) if pipelined else None
+        self.flops: Optional[TrainingFlopsCounter] = None  # set by count_training_flops (MFU)
         # num_items: the step's per-micro-batch loss weights (None when run_step's losses are not counted)
         self.item_weights: Optional[ItemWeights] = None
         if type(self).num_items is not BaseModel.num_items:
@@ -143,7 +146,9 @@ class BaseModel(TrainFrameworkModelSurface):
                 self.ema.update()
             return StepResult(outputs or {}, skipped=False, boundary=outputs is not None)
         self.last_epoch = epoch
-        loss, scalars = split_step_output(self.run_step(data, epoch=epoch), type(self).__name__)
+        with self.flops.counting(batch_size(data)) if self.flops is not None else contextlib.nullcontext():
+            output = self.run_step(data, epoch=epoch)
+        loss, scalars = split_step_output(output, type(self).__name__)
         logged = loss.detach()
         if self.item_weights is not None and self.item_weights.pending:  # num_items: weighed by the step's count
             backward_weight, logged_weight = self.item_weights.next()
@@ -153,6 +158,19 @@ class BaseModel(TrainFrameworkModelSurface):
         if outcome.boundary and not outcome.skipped and self.ema is not None:
             self.ema.update()  # a skipped (non-finite) step leaves the average untouched
         return StepResult({"loss": logged, **scalars}, skipped=outcome.skipped, boundary=outcome.boundary)
+
+    def count_training_flops(self) -> None:
+        """Count the first training micro-batch's FLOPs as it runs, for MFU (``engine.log.flops``).
+
+        Not under a pipeline, whose forward runs inside DeepSpeed's ``train_batch``.
+        """
+        if self.pipeline is None:
+            self.flops = TrainingFlopsCounter()
+
+    @property
+    def training_flops_per_sample(self) -> Optional[float]:
+        """Training FLOPs per sample on this rank (3x the forward's), once counted; else None."""
+        return self.flops.per_sample if self.flops is not None else None
 
     def note_step(self, outcome: StepOutcome) -> None:
         """Count an optimizer step dropped for non-finite gradients, once per micro-step (solver.nan_policy).
