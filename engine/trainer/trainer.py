@@ -256,15 +256,17 @@ class BaseTrainer(TrainFrameworkTrainerSurface, TrainLoop):
         """Metrics over the whole validation set (gathered across ranks); override for your own.
 
         The default reports the mean of what ``run_step`` returns, without stepping, each
-        batch weighted by its number of samples: a per-sample mean that does not depend on how
-        the set was split into batches and ranks.
+        batch weighted by its number of samples (by its ``num_items`` when the bundle counts
+        items): a per-sample (per-item) mean that does not depend on how the set was split
+        into batches and ranks.
         """
         sums: Dict[str, torch.Tensor] = {}
         count = torch.zeros(())
         images: Dict[str, torch.Tensor] = {}
+        counted = getattr(model, "counts_items", False)
         for batch, weight in iterate_evenly(data_loader):
             loss, scalars = split_step_output(model.eval_step(batch), type(model).__name__)  # pipeline-aware
-            samples = weight * batch_size(batch)
+            samples = weight * (float(model.num_items(batch)) if counted else batch_size(batch))
             for name, value in dict(scalars, loss=loss).items():
                 if isinstance(value, torch.Tensor) and value.dim() >= 3:  # images: the last batch is shown
                     images[name] = value

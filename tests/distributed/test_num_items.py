@@ -9,6 +9,9 @@ comparison can fail). DeepSpeed's pipeline engine (2 stages, 4 micro-batches) is
 same bound: its loss function weighs each micro-batch the same way.
 """
 
+import importlib.util
+import sys
+
 import pytest
 import torch
 
@@ -45,7 +48,9 @@ def final_weights(tmp_path_factory):
     """Layout name → its final weights; one 1-process start and one 2-rank start for all of them."""
     tmp = tmp_path_factory.mktemp("num_items")
     (tmp / "cfg.py").write_text(CFG)
-    one = {"reference": (), "accumulated": ACCUMULATED, "accumulated_mean_of_means": (*ACCUMULATED, *MEAN_OF_MEANS)}
+    # an uneven last batch (20 = 6 + 6 + 6 + 2): only a per-token mean is independent of the batching
+    validated = ("dataloader.val_data_set", "{'name': 'ByteSequences', 'size': 20}", "solver.val_per_batch", "6")
+    one = {"reference": validated, "accumulated": ACCUMULATED, "accumulated_mean_of_means": (*ACCUMULATED, *MEAN_OF_MEANS)}
     two = {f"ranks_zero{stage}": (*TWO_RANKS, "deepspeed.config", f"zero{stage}") for stage in (1, 2, 3)}
     two["ranks_mean_of_means"] = (*TWO_RANKS, *MEAN_OF_MEANS, "deepspeed.config", "zero1")
     piped = {"pipeline": PIPELINE, "pipeline_mean_of_means": (*PIPELINE, *MEAN_OF_MEANS)}
@@ -59,7 +64,8 @@ def final_weights(tmp_path_factory):
         result = run_tool("convert_ckpt", tmp / name, tmp / f"{name}.safetensors")
         assert result.returncode == 0, result.stdout[-3000:]
         weights[name] = read_exported(str(tmp / f"{name}.safetensors"))
-    weights["reference_losses"] = read_records(tmp / "reference", 1)[0]["losses"]
+    record = read_records(tmp / "reference", 1)[0]
+    weights["reference_losses"], weights["reference_metrics"] = record["losses"], record["metrics"]
     return weights
 
 
@@ -82,3 +88,29 @@ def test_counted_losses_train_to_one_big_batch_weights(final_weights, layout):
 @pytest.mark.parametrize("layout", ["accumulated_mean_of_means", "ranks_mean_of_means", "pipeline_mean_of_means"])
 def test_without_num_items_the_mean_of_means_differs(final_weights, layout):
     assert max_diff(final_weights[layout], final_weights["reference"]) > 1e-3
+
+
+@pytest.mark.slow
+def test_evaluation_reports_the_per_item_mean(final_weights):
+    """With num_items the validation loss is the mean over every token of the set, not a mean of batch means."""
+    lm = load_asset()
+    network = lm.ByteBigramLM(16, 32)
+    network.load_state_dict(final_weights["reference"])
+    samples = [lm.ByteSequences(size=20)[i] for i in range(20)]
+    inputs, labels = (torch.stack([s[key] for s in samples]) for key in ("input", "label"))
+    with torch.no_grad():
+        per_token = lm.ByteBigramLM.loss_fn(network(inputs), labels).item()
+        per_batch = [lm.ByteBigramLM.loss_fn(network(inputs[i:i + 6]), labels[i:i + 6]).item() for i in range(0, 20, 6)]
+    mean_of_means = sum(m * len(range(i, min(i + 6, 20))) for m, i in zip(per_batch, range(0, 20, 6))) / 20
+    assert abs(per_token - mean_of_means) > 1e-4  # the two means differ on this set
+    assert final_weights["reference_metrics"]["val/loss"] == pytest.approx(per_token, rel=1e-5)
+
+
+def load_asset():
+    """tests/assets/item_lm.py, imported once under its own name (as the training processes import it)."""
+    if "item_lm" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("item_lm", ASSET)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["item_lm"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["item_lm"]
