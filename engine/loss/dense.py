@@ -147,6 +147,6 @@ def expect_probabilities(pred: Tensor, loss_name: str) -> None:
     if low < 0.0 or high > 1.0:
         raise LossInputError(
             f"{loss_name}: pred has values outside [0, 1] (min {low:.4g}, max {high:.4g}), so it is not "
-            "probabilities; if the network gives logits, set from_logits=True (the seed's apply_sigmoid=True, "
+            "probabilities; if the network gives logits, set from_logits=True (TrainFramework's apply_sigmoid=True, "
             "its default there)"
         )

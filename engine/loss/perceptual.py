@@ -125,7 +125,7 @@ class VggLoss(WeightedLoss):
         super().__init__(lambda_weight)
         if vgg_path is not None:
             if weights_path is not None and weights_path != vgg_path:
-                raise ConfigError("VggLoss: weights_path and vgg_path (the seed's name) disagree; set only one of them")
+                raise ConfigError("VggLoss: weights_path and vgg_path (TrainFramework's name) disagree; set only one of them")
             weights_path = vgg_path
         if vgg_arch is not None:
             if vgg_arch != "vgg19":

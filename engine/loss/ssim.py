@@ -120,7 +120,7 @@ class SSIMLoss(WeightedLoss):
         if low < 0.0 or high > self.data_range:
             logger.warning(
                 "SSIMLoss: pred has values outside [0, data_range=%g] (min %.4g, max %.4g); if these are logits, "
-                "set apply_sigmoid=True (the seed's SSIMLoss applied a sigmoid unless told otherwise)",
+                "set apply_sigmoid=True (TrainFramework's SSIMLoss applied a sigmoid unless told otherwise)",
                 self.data_range, low, high)
 
     def _blur(self, t: Tensor) -> Tensor:

@@ -118,12 +118,12 @@ class BaseGanModel(BaseModel):
     def dmodel_step(self, data: Any, epoch: Any = None, **kwargs: Any) -> Union[torch.Tensor, Dict[str, torch.Tensor]]:
         """Seed form: the discriminators' loss for ``data`` (one tensor, or one per discriminator name)."""
         raise NotImplementedError(f"{type(self).__name__} must implement run_step (engine's form) or dmodel_step "
-                                  "and gmodel_step (the seed's form)")
+                                  "and gmodel_step (TrainFramework's form)")
 
     def gmodel_step(self, data: Any, epoch: Any = None, **kwargs: Any) -> torch.Tensor:
         """Seed form: the generator's loss for ``data`` (its D calls run with D frozen)."""
         raise NotImplementedError(f"{type(self).__name__} must implement run_step (engine's form) or dmodel_step "
-                                  "and gmodel_step (the seed's form)")
+                                  "and gmodel_step (TrainFramework's form)")
 
     def run_step(self, data: Any, *, epoch: Any = None, **kwargs: Any) -> None:
         """The seed's GAN step over ``dmodel_step`` / ``gmodel_step``; engine-form models override it."""

@@ -208,7 +208,7 @@ def test_conflicting_spellings_and_logits_without_activation_are_errors():
         _loss("BinaryDiceLoss", from_logits=True, apply_sigmoid=False)
     _loss("BinaryDiceLoss", from_logits=True, apply_sigmoid=True)  # agreeing is fine
     logits = torch.randn(2, 1, 4, 4)
-    with pytest.raises(LossInputError, match=r"outside \[0, 1\].*from_logits=True \(the seed's apply_sigmoid=True"):
+    with pytest.raises(LossInputError, match=r"outside \[0, 1\].*from_logits=True \(TrainFramework's apply_sigmoid=True"):
         _loss("IOULoss")(logits, (logits > 0).float())
     seg_logits, labels = _segmentation()
     with pytest.raises(LossInputError, match=r"SSIMLoss: pred has values outside \[0, 1\]"):
