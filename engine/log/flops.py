@@ -25,8 +25,9 @@ device not in the table, and every CPU, has no known peak: MFU is then reported 
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import torch
 from torch.func import functional_call
@@ -100,6 +101,34 @@ def training_flops_per_item(module: torch.nn.Module, items: int, *args: Any, **k
     if items <= 0:
         raise ValueError(f"items must be positive, got {items}")
     return TRAINING_FLOPS_PER_FORWARD * forward_flops(module, *args, **kwargs) / items
+
+
+class TrainingFlopsCounter:
+    """Training FLOPs per sample, counted from the first training micro-batch's forward as it runs.
+
+    The model bundle runs ``run_step`` (forward and loss) of its first micro-batch inside
+    ``counting``: ``FlopCounterMode`` sees the aten ops as they execute, however ``run_step``
+    calls the network, under any ZeRO stage (gathers and reductions are not FLOPs), at no
+    extra arithmetic; every later call is a no-op. A tensor-parallel rank counts its own
+    share of the work, which is what its device does. Micro-batches of other shapes
+    (variable lengths) are assumed to cost the same per sample.
+    """
+
+    def __init__(self) -> None:
+        self.per_sample: Optional[float] = None
+        self._pending = True
+
+    @contextlib.contextmanager
+    def counting(self, samples: int) -> Iterator[None]:
+        """Count the block's FLOPs the first time (``samples``: samples in that micro-batch)."""
+        if not self._pending:
+            yield
+            return
+        self._pending = False
+        counter = FlopCounterMode(display=False)
+        with counter:
+            yield
+        self.per_sample = TRAINING_FLOPS_PER_FORWARD * counter.get_total_flops() / max(samples, 1)
 
 
 def device_peak_tflops(device_name: str, dtype: torch.dtype) -> Optional[float]:

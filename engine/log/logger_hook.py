@@ -37,9 +37,11 @@ class LoggerHook(PeriodicHook):
         lr_text = "  ".join(f"lr/{k} {v:.3e}" for k, v in lrs.items())
         terms = "  ".join(f"{k} {v:.4f}" for k, v in means.items())
         epoch = f"epoch {trainer.epoch}  " if trainer.epoch_mode else ""
+        utilisation = summary.scalars.get("perf/mfu")
+        mfu_text = f"mfu {100 * utilisation:.1f}%  " if utilisation is not None else ""
         self.write(
             f"step {done}/{trainer.max_iter}  {epoch}{terms}  {lr_text}  samples/s {summary.samples_per_s:.1f}  "
-            f"data {100 * summary.data_share:.0f}%  eta {_format_seconds(eta)}",
+            f"{mfu_text}data {100 * summary.data_share:.0f}%  eta {_format_seconds(eta)}",
             means, lrs,
         )
 

@@ -10,7 +10,9 @@ Names of ``WindowSummary.scalars`` (what trackers receive): ``train/<output>``,
 ``lr/<engine>``, ``grad_norm/<engine>``, ``fp16/<engine>/loss_scale`` and ``skipped_steps``,
 ``speed/samples_per_s``, ``speed/tokens_per_s`` (when a step returns a ``tokens`` count),
 ``time/step_s``, ``time/data_s``, ``time/compute_s``, ``time/data_share``,
-``system/cpu_rss_gb`` and, with CUDA, ``gpu/torch_max_allocated_gb``.
+``system/cpu_rss_gb``, with CUDA ``gpu/torch_max_allocated_gb``, and, when a peak FLOP/s is known
+(``trainer.peak_tflops`` or the GPU table of ``engine.log.flops``) and the bundle counted its
+training FLOPs, ``perf/tflops_per_device`` and ``perf/mfu`` (a fraction of the peak).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, Dict, Mapping, Optional
 import torch
 
 from engine.events.window import StepWindow
+from engine.log.flops import mfu
 from engine.log.monitor import cpu_rss_gb
 
 
@@ -65,9 +68,12 @@ class MetricsWindow:
             multiplied by for the step's total: micro-batches times data-parallel ranks.
     """
 
-    def __init__(self, samples_per_step: int, token_scale: int = 1) -> None:
+    def __init__(self, samples_per_step: int, token_scale: int = 1, *, peak_flops: Optional[float] = None,
+                 devices: int = 1) -> None:
         self.samples_per_step = samples_per_step
         self.token_scale = token_scale
+        self.peak_flops = peak_flops  # of one device; None: MFU is not reported
+        self.devices = devices  # data-parallel replicas sharing the samples/s
         self.window = StepWindow()
         self.latest: Optional[WindowSummary] = None
 
@@ -98,6 +104,7 @@ class MetricsWindow:
         lrs = dict(model.learning_rates()) if hasattr(model, "learning_rates") else {}
         summary = WindowSummary(step, count, elapsed, data_time, means, lrs)
         self._fill_scalars(summary, getattr(model, "engines", {}))
+        self._fill_mfu(summary.scalars, getattr(model, "training_flops_per_sample", None))
         self.latest = summary
         return summary
 
@@ -120,6 +127,15 @@ class MetricsWindow:
             out["system/cpu_rss_gb"] = rss
         if torch.cuda.is_available():
             out["gpu/torch_max_allocated_gb"] = torch.cuda.max_memory_allocated() / 2**30
+
+
+    def _fill_mfu(self, out: Dict[str, float], flops_per_sample: Optional[float]) -> None:
+        """``perf/tflops_per_device`` and ``perf/mfu``, once the bundle has counted its FLOPs and a peak is known."""
+        if not flops_per_sample or self.peak_flops is None:
+            return
+        utilisation = mfu(out["speed/samples_per_s"], flops_per_sample, self.peak_flops, self.devices)
+        out["perf/mfu"] = utilisation
+        out["perf/tflops_per_device"] = utilisation * self.peak_flops / 1e12
 
 
 def engine_scalars(name: str, engine: Any) -> Dict[str, float]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, ContextManager, Dict, Mapping, Tuple
+from typing import Any, ContextManager, Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 
@@ -13,6 +13,9 @@ from engine.model.build import build_network
 from engine.model.ema import build_ema
 from engine.model.precision import compute_dtype, to_device
 from engine.model.engine_wrap import StepOutcome, backward_step, wrap_network
+from engine.model.item_norm import ItemWeights, WeightedLoss
+from engine.data.batch import batch_size
+from engine.log.flops import TrainingFlopsCounter
 from engine.model.run_plan import current_plan
 from engine.model.zero_init import construction_context  # zero_init
 from engine.model import pipeline as pipe  # pipeline
@@ -45,9 +48,11 @@ class BaseModel(TrainFrameworkModelSurface):
         if activation_checkpointing_requested(cfg.TRAINER.MODEL.ACTIVATION_CHECKPOINTING, self.ds_config):
             apply_activation_checkpointing(network, self.ds_config.get("activation_checkpointing"))
         pipelined = self.plan.pipelined  # pipeline: DeepSpeed's engine owns the whole step
+        weighted_loss = None
         if pipelined:
             self.pipeline_key_map = pipe.layer_key_map(network)  # pipeline: export maps layer keys back
-            network = pipe.to_pipeline_module(network, self.ds_config, pipe.resolve_loss_fn(network, self))
+            weighted_loss = WeightedLoss(pipe.resolve_loss_fn(network, self))  # num_items: weighs each micro-batch
+            network = pipe.to_pipeline_module(network, self.ds_config, weighted_loss)
         check_network_specs(self.ds_config, network, "trainer.model.generator")  # tensor parallel
         wrapped = wrap_network(network, cfg.SOLVER.GENERATOR, self.ds_config, where="solver.generator",
                                max_iter=self.planned_steps)
@@ -64,6 +69,15 @@ class BaseModel(TrainFrameworkModelSurface):
         self._inference = contextlib.ExitStack()
         split = getattr(self, "pipeline_inputs", pipe.default_pipeline_inputs)  # pipeline: (inputs, labels) of a batch
         self.pipeline = pipe.PipelineStep(self.g_model, split, self.device) if pipelined else None
+        self.flops: Optional[TrainingFlopsCounter] = None  # set by count_training_flops (MFU)
+        # num_items: the step's per-micro-batch loss weights (None when run_step's losses are not counted)
+        self.item_weights: Optional[ItemWeights] = None
+        if type(self).num_items is not BaseModel.num_items:
+            self.item_weights = ItemWeights(int(self.g_model.gradient_accumulation_steps()),
+                                            int(self.g_model.dp_world_size), self.g_model.data_parallel_group,
+                                            self.device)
+            if weighted_loss is not None:
+                weighted_loss.weights = self.item_weights
 
     # ---- what users override --------------------------------------------------------------
     def create_model(self, params: Mapping[str, Any]) -> torch.nn.Module:
@@ -82,7 +96,42 @@ class BaseModel(TrainFrameworkModelSurface):
         """Inference on ``data``; called under ``torch.no_grad`` by evaluation."""
         raise NotImplementedError(f"{type(self).__name__} must implement generator(data)")
 
+    def num_items(self, data: Any) -> Any:
+        """How many items ``run_step``'s loss on ``data`` is a mean over (override to have losses weighed by it).
+
+        E.g. the tokens that are not padding, ``(data["labels"] != -100).sum()``, or the pixels
+        that are not ignored: an int or a 0-dim tensor, counted from the batch alone (it is
+        called for every micro-batch of a step before the first forward). When overridden,
+        each micro-batch's loss is weighted by its count over the count of the whole step
+        (all micro-batches, all data-parallel ranks), so the update is one big batch's
+        per-item mean whatever the accumulation and world size (``engine.model.item_norm``);
+        the logged loss is this rank's per-item mean. Not overridden: every micro-batch
+        weighs the same, as DeepSpeed does.
+        """
+        return None
+
     # ---- what the trainer calls -----------------------------------------------------------
+    @property
+    def counts_items(self) -> bool:
+        """Whether losses are weighed by ``num_items``: the trainer then hands over each step's micro-batches first."""
+        return self.item_weights is not None
+
+    def begin_accumulation(self, batches: Sequence[Any]) -> None:
+        """The micro-batches of one optimizer step, before the first runs: their item counts are reduced.
+
+        Every data-parallel rank calls it at the start of the same step (one all-reduce).
+        """
+        if self.item_weights is None:
+            return
+        counts = []
+        for position, batch in enumerate(batches):
+            count = self.num_items(batch)
+            if count is None or (isinstance(count, torch.Tensor) and count.numel() != 1):
+                raise EngineError(f"{type(self).__name__}.num_items returned {count!r} for micro-batch {position} of "
+                                  "a step; expected an int or a one-element tensor")
+            counts.append(count)
+        self.item_weights.plan(counts)
+
     def train_micro_step(self, data: Any, *, epoch: Any = None) -> StepResult:
         """Forward, backward and (at an accumulation boundary) optimizer step for one micro-batch.
 
@@ -97,12 +146,31 @@ class BaseModel(TrainFrameworkModelSurface):
                 self.ema.update()
             return StepResult(outputs or {}, skipped=False, boundary=outputs is not None)
         self.last_epoch = epoch
-        loss, scalars = split_step_output(self.run_step(data, epoch=epoch), type(self).__name__)
+        with self.flops.counting(batch_size(data)) if self.flops is not None else contextlib.nullcontext():
+            output = self.run_step(data, epoch=epoch)
+        loss, scalars = split_step_output(output, type(self).__name__)
+        logged = loss.detach()
+        if self.item_weights is not None and self.item_weights.pending:  # num_items: weighed by the step's count
+            backward_weight, logged_weight = self.item_weights.next()
+            loss, logged = loss.float() * backward_weight, logged.float() * logged_weight
         outcome = backward_step(self.g_model, loss, self._clip)
         self.note_step(outcome)
         if outcome.boundary and not outcome.skipped and self.ema is not None:
             self.ema.update()  # a skipped (non-finite) step leaves the average untouched
-        return StepResult({"loss": loss.detach(), **scalars}, skipped=outcome.skipped, boundary=outcome.boundary)
+        return StepResult({"loss": logged, **scalars}, skipped=outcome.skipped, boundary=outcome.boundary)
+
+    def count_training_flops(self) -> None:
+        """Count the first training micro-batch's FLOPs as it runs, for MFU (``engine.log.flops``).
+
+        Not under a pipeline, whose forward runs inside DeepSpeed's ``train_batch``.
+        """
+        if self.pipeline is None:
+            self.flops = TrainingFlopsCounter()
+
+    @property
+    def training_flops_per_sample(self) -> Optional[float]:
+        """Training FLOPs per sample on this rank (3x the forward's), once counted; else None."""
+        return self.flops.per_sample if self.flops is not None else None
 
     def note_step(self, outcome: StepOutcome) -> None:
         """Count an optimizer step dropped for non-finite gradients, once per micro-step (solver.nan_policy).

@@ -32,6 +32,7 @@ trainer's default evaluation) the helpers record the losses without stepping.
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Any, Dict, Iterator, Mapping, Optional, Union
 
 import torch
@@ -63,6 +64,11 @@ class BaseGanModel(BaseModel):
 
     def __init__(self, cfg: Any) -> None:
         super().__init__(cfg)
+        if self.item_weights is not None:
+            logging.getLogger("engine").warning(
+                f"{type(self).__name__}.num_items has no effect: a GAN's run_step steps each network itself, so "
+                "its losses are not weighed by item counts")
+            self.item_weights = None
         self.d_model: Dict[str, Any] = {}
         self.d_optimizer: Dict[str, Any] = {}
         self.d_lr_scheduler: Dict[str, Any] = {}

@@ -9,7 +9,7 @@ from a config and inherits this loop. In pseudocode::
     for iter in range(start_iter, max_iter):
         hooks.before_step()
         run_step():                                   # one optimizer step
-            for _ in range(accumulation):
+            for _ in range(accumulation):                 # (counted items: all fetched first)
                 data = next(data_iter)                # timed: the data wait
                 result = model.train_micro_step(data, epoch=loop_counter)
                 storage.put_scalar(each output)
@@ -97,12 +97,19 @@ class TrainLoop:
             self._call_hooks("after_train")
 
     def run_step(self) -> None:
-        """One optimizer step: ``accumulation`` micro-batches through the model bundle."""
+        """One optimizer step: ``accumulation`` micro-batches through the model bundle.
+
+        A bundle that weighs losses by item counts (``counts_items``) is handed the step's
+        micro-batches first (``begin_accumulation``): the same batches in the same order,
+        fetched before the first runs instead of one at a time.
+        """
         self.data_time, skipped = 0.0, False
-        for _ in range(self.accumulation):
-            start = time.perf_counter()
-            data = next_batch(self._data_iter)  # shared-memory exhaustion -> EngineError
-            self.data_time += time.perf_counter() - start
+        window = None
+        if getattr(self.model, "counts_items", False):
+            window = [self._next_batch() for _ in range(self.accumulation)]
+            self.model.begin_accumulation(window)
+        for position in range(self.accumulation):
+            data = window[position] if window is not None else self._next_batch()
             result = self._as_result(self.model.train_micro_step(data, epoch=self.loop_counter))
             skipped = skipped or result.skipped
             for name, value in result.outputs.items():
@@ -112,6 +119,13 @@ class TrainLoop:
             self._on_nonfinite_step()
         self.step_outputs = self.storage.pop_step()
         self.metrics.add(self.step_outputs, self.data_time)
+
+    def _next_batch(self) -> Any:
+        """The next micro-batch, its wait added to this step's data time."""
+        start = time.perf_counter()
+        data = next_batch(self._data_iter)  # shared-memory exhaustion -> EngineError
+        self.data_time += time.perf_counter() - start
+        return data
 
     def _as_result(self, returned: Any) -> StepResult:
         """A ``StepResult``; an override of ``train_micro_step`` written before it returns a dict of outputs.

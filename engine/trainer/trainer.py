@@ -13,6 +13,7 @@ from engine.checkpoint.async_writer import BackgroundWriter
 from engine.checkpoint.checkpointer import Checkpointer
 from engine.checkpoint.hook import check_runs_last, find_hook
 from engine.data.build import build_dataset
+from engine.data.batch import batch_size  # also a public name here, for overrides of evaluate
 from engine.errors import EngineError
 from engine.data.loader import build_inference_loader, build_train_loader
 from engine.data.samplers import GroupedTrainingSampler, TrainingSampler, aspect_ratio_groups
@@ -28,6 +29,7 @@ from engine.events.window import reduce_mean
 from engine.trainer.hook_registry import default_hooks
 from engine.trainer.hooks import EvalHook, register_hooks
 from engine.trainer.loop import TrainLoop
+from engine.log.flops import peak_flops
 from engine.log.metrics import MetricsWindow
 from engine.trackers.base import RunInfo
 from engine.config.node import to_plain
@@ -69,13 +71,20 @@ class BaseTrainer(TrainFrameworkTrainerSurface, TrainLoop):
             model = self.create_model(cfg)
         batch = self.plan.batch
         TrainLoop.__init__(self, model, None, [], start_iter=0, max_iter=self.max_iter,
-                           accumulation=batch.accumulation,
-                           metrics=MetricsWindow(batch.global_batch, batch.accumulation * self.dp_size))
+                           accumulation=batch.accumulation, metrics=self.build_metrics(model))
         self._build_loaders(cfg)
         self.checkpoint = self.build_checkpointer()
         self.rollbacks = 0  # solver.nan_policy 'rollback': rollbacks done in this run (checkpointed)
         self.hooks: List[HookBase] = register_hooks(self, self.build_hooks())
         check_runs_last(self.hooks)
+
+    def build_metrics(self, model: Any) -> MetricsWindow:
+        """The metrics window; with a known peak FLOP/s (``trainer.peak_tflops`` or the GPU's), the bundle counts FLOPs for MFU."""
+        batch = self.plan.batch
+        peak = peak_flops(self.cfg.TRAINER.PEAK_TFLOPS, self.plan.torch_device, getattr(model, "compute_dtype", torch.float32))
+        if peak is not None and hasattr(model, "count_training_flops"):
+            model.count_training_flops()
+        return MetricsWindow(batch.global_batch, batch.accumulation * self.dp_size, peak_flops=peak, devices=self.dp_size)
 
     def _build_data(self, cfg: Any, plan: RunPlan) -> None:
         """Collate functions, datasets, the training sampler, and the plan completed with the epoch arithmetic."""
@@ -272,15 +281,17 @@ class BaseTrainer(TrainFrameworkTrainerSurface, TrainLoop):
         """Metrics over the whole validation set (gathered across ranks); override for your own.
 
         The default reports the mean of what ``run_step`` returns, without stepping, each
-        batch weighted by its number of samples: a per-sample mean that does not depend on how
-        the set was split into batches and ranks.
+        batch weighted by its number of samples (by its ``num_items`` when the bundle counts
+        items): a per-sample (per-item) mean that does not depend on how the set was split
+        into batches and ranks.
         """
         sums: Dict[str, torch.Tensor] = {}
         count = torch.zeros(())
         images: Dict[str, torch.Tensor] = {}
+        counted = getattr(model, "counts_items", False)
         for batch, weight in iterate_evenly(data_loader):
             loss, scalars = split_step_output(model.eval_step(batch), type(model).__name__)  # pipeline-aware
-            samples = weight * batch_size(batch)
+            samples = weight * (float(model.num_items(batch)) if counted else batch_size(batch))
             for name, value in dict(scalars, loss=loss).items():
                 if isinstance(value, torch.Tensor) and value.dim() >= 3:  # images: the last batch is shown
                     images[name] = value
@@ -331,16 +342,6 @@ def dataset_triple(cfg: Any, make: Callable[[Mapping[str, Any], str], Any]) -> T
     valid = make(data.VAL_DATA_SET, "dataloader.val_data_set") if data.VAL_DATA_SET else None
     test = make(data.TEST_DATA_SET, "dataloader.test_data_set") if data.get("TEST_DATA_SET") else valid
     return train, valid, test
-
-
-def batch_size(batch: Any) -> int:
-    """Samples in a collated batch: the leading size of its first tensor (1 if it holds none)."""
-    if isinstance(batch, torch.Tensor):
-        return int(batch.shape[0]) if batch.dim() else 1
-    children = list(batch.values()) if isinstance(batch, Mapping) else list(batch) if isinstance(batch, (list, tuple)) else []
-    tensors = [c for c in children if isinstance(c, torch.Tensor)]
-    nested = [c for c in children if isinstance(c, (Mapping, list, tuple))]
-    return batch_size(tensors[0]) if tensors else batch_size(nested[0]) if nested else 1
 
 
 def iterate_evenly(data_loader: Any) -> Iterator:

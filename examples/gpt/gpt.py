@@ -139,6 +139,10 @@ class GPTModel(BaseModel):
         ids = data["ids"].to(self.device, non_blocking=True)
         return TinyGPT.loss_fn(self.g_model(ids[:, :-1]), ids[:, 1:])
 
+    def num_items(self, data: Dict[str, torch.Tensor]) -> int:
+        """The predicted tokens the loss averages over (see README: every window here is full)."""
+        return data["ids"][:, 1:].numel()
+
     @torch.no_grad()
     def generator(self, prompt: torch.Tensor, new_tokens: int = 120, block: int = 64) -> torch.Tensor:
         """Greedy continuation; every rank must call it under ZeRO-3 or TP (forward is a collective)."""

@@ -13,6 +13,7 @@ from engine.launch import free_port
 from tests.helpers import DIGITS, TOY, launcher_cmd, read_records, run_cli, run_scenarios
 
 
+PEAK_TFLOPS = 0.05
 DIGITS_RUNS = {"digits.py": "digits.py", "digits.yaml": "digits.yaml", "grouped": "base.py"}
 
 
@@ -28,8 +29,10 @@ def digits_runs(tmp_path_factory):
              "solver.generator.lr_scheduler.params.max_iter", "60", "trainer.loggers", "['tensorboard', 'csv', 'jsonl']"]
     grouped = ["dataloader.group_sampler", "True", "solver.max_iter", "10", "solver.eval_period", "0",
                "solver.generator.lr_scheduler.params.max_iter", "100"]
+    mfu = ["trainer.peak_tflops", str(PEAK_TFLOPS)]  # digits.py: MFU against a given peak; digits.yaml: none known
     runs = [(name, ["--config-file", DIGITS / "configs" / config, "--opts", "output_dir", root / name,
-                    *(grouped if name == "grouped" else short)]) for name, config in DIGITS_RUNS.items()]
+                    *(grouped if name == "grouped" else short + (mfu if name == "digits.py" else []))])
+            for name, config in DIGITS_RUNS.items()]
     outcomes = run_scenarios(runs, root / "start", nproc=1, imports=[DIGITS / "train.py"], timeout=400)
     for name, outcome in outcomes.items():
         assert outcome.codes == [0], (name, outcome.stdout[-4000:])
@@ -59,6 +62,14 @@ def test_digits_short_run_writes_its_outputs(digits_runs, config):
     with open(out / "metrics.csv") as handle:
         rows = [row for row in csv.DictReader(handle) if row["name"] == "train/loss"]
     assert {int(r["step"]): f"{float(r['value']):.4f}" for r in rows} == logged
+    speed = [r for r in records if "speed/samples_per_s" in r]
+    if config == "digits.py":  # MFU: FLOPs per sample counted once, the same at every log step
+        assert re.search(r"step 20/60  .*  mfu \d+\.\d%  data", log)
+        assert all(r["perf/mfu"] * PEAK_TFLOPS == pytest.approx(r["perf/tflops_per_device"]) for r in speed)
+        per_sample = [r["perf/tflops_per_device"] * 1e12 / r["speed/samples_per_s"] for r in speed]
+        assert per_sample[0] > 1e5 and per_sample == pytest.approx([per_sample[0]] * len(speed), rel=1e-9)
+    else:  # a CPU has no known peak: nothing counted, nothing reported
+        assert not any("perf/mfu" in r for r in records) and " mfu " not in log
 
 
 @pytest.mark.slow

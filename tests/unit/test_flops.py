@@ -10,12 +10,14 @@ from torch import nn
 
 from engine.log.flops import (
     PEAK_TFLOPS,
+    TrainingFlopsCounter,
     device_peak_tflops,
     forward_flops,
     mfu,
     peak_flops,
     training_flops_per_item,
 )
+from engine.log.metrics import MetricsWindow
 
 
 def test_linear_forward_is_two_flops_per_multiply_add():
@@ -111,3 +113,30 @@ def test_a_zero3_partitioned_parameter_is_counted_at_its_full_shape():
         param.data = torch.empty(0)
         param.ds_shape = full
     assert forward_flops(net, torch.zeros(3, 8)) == 2 * 3 * 8 * 4
+
+
+def test_the_first_training_forward_is_counted_as_it_runs_and_later_ones_are_not():
+    counter = TrainingFlopsCounter()
+    net, batch = nn.Linear(16, 32), 8
+    with counter.counting(batch):
+        net(torch.randn(batch, 16))
+    assert counter.per_sample == 3 * 2 * 16 * 32
+    with counter.counting(1):  # a later micro-batch: no counting, the figure stays
+        net(torch.randn(1, 16))
+    assert counter.per_sample == 3 * 2 * 16 * 32
+
+
+def test_the_metrics_window_reports_mfu_from_the_bundles_count_and_the_peak():
+    class Bundle:
+        training_flops_per_sample = 1e9
+
+    window = MetricsWindow(samples_per_step=32, peak_flops=1e12, devices=2)
+    window.reset()
+    window.add({"loss": torch.tensor(1.0)}, 0.0)
+    scalars = window.summary(1, Bundle()).scalars
+    assert scalars["perf/mfu"] == pytest.approx(scalars["speed/samples_per_s"] * 1e9 / 2e12)
+    assert scalars["perf/tflops_per_device"] == pytest.approx(scalars["perf/mfu"] * 1.0)
+    unknown = MetricsWindow(samples_per_step=32)  # no peak: no MFU
+    unknown.reset()
+    unknown.add({"loss": torch.tensor(1.0)}, 0.0)
+    assert "perf/mfu" not in unknown.summary(1, Bundle()).scalars
