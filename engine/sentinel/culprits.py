@@ -147,7 +147,10 @@ def describe(verdicts: Sequence[MicroBatchVerdict]) -> List[str]:
     """One line per micro-batch: its non-finite outputs and the culprit samples (index, seed, outputs)."""
     lines = []
     for v in verdicts:
-        whole = ", ".join(v.whole.nonfinite) or "nothing"
+        if v.whole.finite and not v.culprits:
+            lines.append(f"micro-batch {v.micro_batch} ({len(v.items)} samples): every output finite")
+            continue
+        whole = ", ".join(v.whole.nonfinite) or "nothing as a whole"
         culprits = "; ".join(f"sample {s.position} (dataset index {s.index}, seed {s.seed}): {', '.join(s.verdict.nonfinite)}"
                              for s in v.culprits) or "no sample on its own"
         lines.append(f"micro-batch {v.micro_batch} ({len(v.items)} samples): non-finite {whole}; culprits: {culprits}")
