@@ -173,10 +173,17 @@ def replay(args: argparse.Namespace) -> Tuple[Dict[str, Any], List[str]]:
     first = args.micro_batch or 0
     for verdict in verdicts:
         verdict.micro_batch += first
-    return _report(record, tag_dir, verdicts)
+    return build_report(record, tag_dir, verdicts)
 
 
-def _report(record: Dict[str, Any], tag_dir: str, verdicts: List[Any]) -> Tuple[Dict[str, Any], List[str]]:
+def build_report(record: Dict[str, Any], tag_dir: str, verdicts: List[Any]) -> Tuple[Dict[str, Any], List[str]]:
+    """(findings as JSON, report lines) of a replay.
+
+    Args:
+        record: the bad-batch record that was replayed.
+        tag_dir: the tag whose weights it ran on (its step is compared with the record's ``iteration``).
+        verdicts: what ``find_culprits`` returned.
+    """
     tag_step, iteration = layout.tag_step(os.path.basename(tag_dir)), int(record["iteration"])
     culprits = sorted({s.index for v in verdicts for s in v.culprits})
     lines = [f"replayed step {record.get('step', iteration + 1)} (data-parallel rank {record.get('rank', 0)}) "
