@@ -239,7 +239,7 @@ class BaseTrainer(TrainFrameworkTrainerSurface, TrainLoop):
             try:
                 resume_at = roll_back(self, bad, int(self.cfg.SOLVER.MAX_ROLLBACKS))
             except RollbackRefused as refused:
-                self._stop_nonfinite(step, f"solver.nan_policy = 'rollback' cannot roll back: {refused}. ")
+                self._stop_nonfinite(step, f"solver.nan_policy = 'rollback' cannot roll back: {refused}; ")
             raise Rewind(resume_at)  # the loop goes on at the reloaded step
         self.storage.put_scalar("nonfinite_skipped_steps", float(count))
         if policy == "skip":

@@ -119,7 +119,7 @@ def test_out_of_rollbacks_or_without_a_checkpoint_the_run_stops_as_stop_does(nan
     assert all(code != 0 for code in result.codes), result.codes
     assert "rollback 1 of 1" in (out / "train.log").read_text()
     assert (f"solver.nan_policy = 'rollback' cannot roll back: solver.max_rollbacks (1) reached; culprit samples "
-            f"[{SECOND}] not skipped. the loss or gradients became non-finite at step 7") in result.stdout
+            f"[{SECOND}] not skipped; the loss or gradients became non-finite at step 7") in result.stdout
     assert (out / "checkpoints" / "iter_0000007" / "COMPLETE.json").exists()  # the last good state, as 'stop'
     out, result = nan_runs["early"]
     assert all(code != 0 for code in result.codes), result.codes
