@@ -27,10 +27,19 @@ def check_consistency(cfg: Dict[str, Any]) -> None:
     if not 0.0 <= decay <= 1.0:
         raise ConfigError(f"solver.ema.decay_rate (or trainer.model.ema.decay_rate) = {decay}: expected a value in [0, 1] "
                           "(the share of the old average kept at each optimizer step)")
+    _check_skip_samples(cfg["dataloader"]["skip_samples"])
     check_discriminators(cfg)
     _check_norm_type(solver["generator"], "solver.generator")
     for name, _, net_solver, where in discriminator_plan(cfg):
         _check_norm_type(net_solver, where)
+
+
+def _check_skip_samples(indices: List[Any]) -> None:
+    """``dataloader.skip_samples`` holds dataset indices: non-negative ints (their range is checked with the data set)."""
+    for position, index in enumerate(indices):
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise ConfigError(f"dataloader.skip_samples[{position}] = {index!r}: expected a training-set index "
+                              "(an int >= 0)")
 
 
 def _check_norm_type(net_solver: Mapping[str, Any], where: str) -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Iterator, List, Tuple
+from typing import Dict, Iterable, Iterator, List, Tuple, Union
 
 import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, EngineError
+
+#: where a skip list comes from, named in its errors
+SKIP_KEY = "dataloader.skip_samples"
+#: epochs in a row without a kept sample before a skip list is called unworkable (else: an endless walk)
+_MAX_EMPTY_EPOCHS = 16
 
 
 class TrainingSampler(Sampler):
@@ -22,10 +27,21 @@ class TrainingSampler(Sampler):
     ``sample_seed`` is derived from (seed, epoch, rank, position): the dataset wrapper seeds
     the augmentation RNGs with it, so the same sample is augmented the same way whether it
     is loaded by worker 0, worker 3, or the main process after a resume.
+
+    ``skip`` (``dataloader.skip_samples``, grown by ``solver.nan_policy = 'rollback'``) names
+    dataset indices left out: the stream is the one above with every *unit* holding a skipped
+    index removed (a unit is one sample here, one micro-batch in the grouped sampler), and
+    positions (``start``, ``items``) count what is left. Epochs keep their permutations,
+    their sample seeds and their length in steps; the stream only runs ahead into the next
+    permutation by the samples it left out. So with a skip list a run sees at each step what
+    a run configured with that list from its start sees there, and both equal the run
+    without it up to the first skipped sample.
     """
 
+    unit = 1  # samples left out together with a skipped index
+
     def __init__(self, size: int, *, rank: int, world_size: int, samples_per_step: int,
-                 seed: int, shuffle: bool = True, start: int = 0) -> None:
+                 seed: int, shuffle: bool = True, start: int = 0, skip: Iterable[int] = ()) -> None:
         per_rank = size // world_size
         self.samples_per_epoch = per_rank // samples_per_step * samples_per_step
         if self.samples_per_epoch == 0:
@@ -35,6 +51,27 @@ class TrainingSampler(Sampler):
             )
         self.size, self.rank, self.world_size = size, rank, world_size
         self.seed, self.shuffle, self.start = seed, shuffle, start
+        self.set_skip(skip)
+
+    def set_skip(self, indices: Iterable[int]) -> None:
+        """Leave the dataset ``indices`` out of the stream from now on (positions then count the rest).
+
+        Args:
+            indices: dataset indices, each in ``[0, size)``.
+
+        Raises:
+            ConfigError: an index outside the dataset, or a list that leaves nothing to train on.
+        """
+        wanted = sorted({int(i) for i in indices})
+        outside = [i for i in wanted if not 0 <= i < self.size]
+        if outside:
+            raise ConfigError(f"{SKIP_KEY}: indices {outside[:10]} are outside the training set of {self.size} samples "
+                              f"(valid: 0..{self.size - 1})")
+        if len(wanted) >= self.size:
+            raise ConfigError(f"{SKIP_KEY}: all {self.size} samples of the training set are skipped")
+        self.skip: Tuple[int, ...] = tuple(wanted)
+        self._skip_array = np.asarray(wanted, dtype=np.int64)
+        self._kept_counts: Dict[int, int] = {}  # epoch -> samples it keeps (cached: positions walk epochs)
 
     def rank_shard(self, epoch: int) -> np.ndarray:
         """This rank's share of epoch ``epoch``'s permutation (every ``world_size``-th index)."""
@@ -48,31 +85,65 @@ class TrainingSampler(Sampler):
     def epoch_indices(self, epoch: int) -> np.ndarray:
         return self.rank_shard(epoch)[: self.samples_per_epoch]
 
+    def kept_offsets(self, epoch: int, indices: np.ndarray) -> Union[range, np.ndarray]:
+        """Offsets into ``indices`` (= ``epoch_indices(epoch)``) that the skip list leaves in the stream."""
+        if not self.skip:
+            return range(len(indices))
+        units = np.isin(indices, self._skip_array).reshape(-1, self.unit).any(axis=1)
+        return np.flatnonzero(~np.repeat(units, self.unit))
+
+    def _kept_count(self, epoch: int) -> int:
+        if epoch not in self._kept_counts:
+            self._kept_counts[epoch] = len(self.kept_offsets(epoch, self.epoch_indices(epoch)))
+        return self._kept_counts[epoch]
+
+    def locate(self, position: int) -> Tuple[int, int]:
+        """(epoch, k): stream position ``position`` is the ``k``-th kept sample of that epoch.
+
+        Without a skip list it is a division; with one, epochs are walked from the first (each
+        permutation drawn once per sampler; about 10 ms per epoch of a million samples).
+        """
+        if not self.skip:
+            return divmod(position, self.samples_per_epoch)
+        epoch = empty = 0
+        while position >= self._kept_count(epoch):
+            empty = self._count_empty(empty, self._kept_count(epoch))
+            position -= self._kept_count(epoch)
+            epoch += 1
+        return epoch, position
+
+    def _count_empty(self, empty: int, kept: int) -> int:
+        """Epochs in a row that kept no sample, ``kept`` being this one's; too many is an error, not an endless walk."""
+        empty = empty + 1 if kept == 0 else 0
+        if empty > _MAX_EMPTY_EPOCHS:
+            raise EngineError(f"{SKIP_KEY}: rank {self.rank} kept no sample in {empty} epochs in a row: every "
+                              "micro-batch holds a skipped index; skip fewer samples")
+        return empty
+
+    def _stream(self, position: int) -> Iterator[Tuple[int, int]]:
+        """``(index, sample_seed)`` from stream position ``position`` on, endlessly."""
+        epoch, k = self.locate(position)
+        empty = 0
+        while True:
+            indices = self.epoch_indices(epoch)
+            kept = self.kept_offsets(epoch, indices)
+            empty = self._count_empty(empty, len(kept))
+            for i in kept[k:]:
+                yield int(indices[i]), sample_seed(self.seed, epoch, self.rank, int(i))
+            epoch, k = epoch + 1, 0
+
     def items(self, start: int, count: int) -> List[Tuple[int, int]]:
         """The ``(index, sample_seed)`` pairs at stream positions ``start .. start + count - 1``.
 
-        What ``__iter__`` yields there, computed without iterating: enough to name, and to
-        rebuild exactly, the samples of any past micro-batch (position = samples this rank
-        consumed before it).
+        What ``__iter__`` yields there, computed without iterating from the start: enough to
+        name, and to rebuild exactly, the samples of any past micro-batch (position = samples
+        this rank consumed before it).
         """
-        picked: List[Tuple[int, int]] = []
-        position = start
-        while len(picked) < count:
-            epoch, offset = divmod(position, self.samples_per_epoch)
-            indices = self.epoch_indices(epoch)
-            stop = min(self.samples_per_epoch, offset + count - len(picked))
-            picked.extend((int(indices[i]), sample_seed(self.seed, epoch, self.rank, i)) for i in range(offset, stop))
-            position = epoch * self.samples_per_epoch + stop
-        return picked
+        stream = self._stream(start)
+        return [next(stream) for _ in range(count)]
 
     def __iter__(self) -> Iterator[Tuple[int, int]]:
-        position = self.start
-        while True:
-            epoch, offset = divmod(position, self.samples_per_epoch)
-            indices = self.epoch_indices(epoch)
-            for i in range(offset, self.samples_per_epoch):
-                yield int(indices[i]), sample_seed(self.seed, epoch, self.rank, i)
-            position = (epoch + 1) * self.samples_per_epoch
+        return self._stream(self.start)
 
 
 _MASK64 = (1 << 64) - 1
@@ -120,6 +191,8 @@ class GroupedTrainingSampler(TrainingSampler):
     micro_batch`` are kept. So every rank still yields exactly ``samples_per_epoch``
     samples per epoch (ranks stay in step), a resume from ``start`` is still exact, and the
     price is that up to ``groups * micro_batch`` samples per epoch are dropped or repeated.
+    A skipped index leaves out its whole micro-batch (micro-batches stay one group each, and
+    the epoch's batches stay those of the run without a skip list).
 
     Args:
         group_ids: one group number per dataset index (``aspect_ratio_groups``).
@@ -127,14 +200,14 @@ class GroupedTrainingSampler(TrainingSampler):
     """
 
     def __init__(self, group_ids, *, micro_batch: int, rank: int, world_size: int, samples_per_step: int,
-                 seed: int, shuffle: bool = True, start: int = 0) -> None:
-        super().__init__(len(group_ids), rank=rank, world_size=world_size, samples_per_step=samples_per_step,
-                         seed=seed, shuffle=shuffle, start=start)
+                 seed: int, shuffle: bool = True, start: int = 0, skip: Iterable[int] = ()) -> None:
         if micro_batch < 1 or samples_per_step % micro_batch:
             raise ConfigError(f"dataloader.group_sampler: micro-batch {micro_batch} must divide the "
                               f"{samples_per_step} samples of one step")
         self.group_ids = np.asarray(group_ids, dtype=np.int64)
-        self.micro_batch = micro_batch
+        self.micro_batch = self.unit = micro_batch  # a skipped index takes its micro-batch with it (one group each)
+        super().__init__(len(group_ids), rank=rank, world_size=world_size, samples_per_step=samples_per_step,
+                         seed=seed, shuffle=shuffle, start=start, skip=skip)
 
     def epoch_indices(self, epoch: int) -> np.ndarray:
         shard = self.rank_shard(epoch)

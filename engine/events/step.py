@@ -25,3 +25,18 @@ class StepResult:
     outputs: Dict[str, Any] = field(default_factory=dict)
     skipped: bool = False
     boundary: bool = True
+
+
+class Rewind(Exception):
+    """Raised by a step that moved the run back (a rollback reloaded a checkpoint): the loop goes on at ``step``.
+
+    The step that raised it did not happen: its hooks' ``after_step`` is not called and
+    what it put in the event storage is dropped.
+
+    Args:
+        step: the next step to run (0-based: optimizer steps already done).
+    """
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"continue at step {step}")
+        self.step = int(step)

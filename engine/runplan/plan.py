@@ -34,7 +34,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from engine.config.checks import discriminator_plan
 from engine.config.provenance import Provenance
-from engine.errors import EngineError
+from engine.errors import ConfigError, EngineError
 from engine.runplan.ds_file import is_written
 from engine.runplan.ds_config import (autotp_size, build_ds_config, model_parallel_size, pipeline_stages,
                                        precision_name, summarize, write_ds_config, zero_stage)
@@ -237,6 +237,10 @@ def build_run_plan(cfg: Mapping[str, Any], *, rank: int, world_size: int, device
     accumulation = int(generator["gradient_accumulation_steps"])
     micro = int(generator["train_micro_batch_size_per_gpu"])
     layout = ParallelLayout.of(generator, rank=rank, world_size=world_size, nodes=nodes, local_rank=local_rank)
+    if str(solver["nan_policy"]).lower() == "rollback" and layout.pipeline_stages > 1:
+        raise ConfigError(f"solver.nan_policy = 'rollback' with a pipeline of {layout.pipeline_stages} stages: "
+                          "finding the samples of a bad step re-runs run_step on each one, which a pipeline does "
+                          "not call; expected 'stop' or 'skip' here")
     batch = BatchPlan(samples_per_step=int(solver["train_per_batch"]), micro_batch=micro, accumulation=accumulation,
                       global_batch=micro * accumulation * layout.data_parallel_size,
                       epoch_mode=bool(cfg["trainer"]["enable_epoch_method"]), max_epoch=epochs_to_train(cfg),

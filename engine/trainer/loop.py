@@ -13,7 +13,7 @@ from a config and inherits this loop. In pseudocode::
                 data = next(data_iter)                # timed: the data wait
                 result = model.train_micro_step(data, epoch=loop_counter)
                 storage.put_scalar(each output)
-            if any result.skipped: _on_nonfinite_step()
+            if any result.skipped: _on_nonfinite_step()   # may raise Rewind(step): go on there
             step_outputs = storage.pop_step()         # the mean over the micro-batches
             metrics.add(step_outputs, data_time)      # the one metrics window
         hooks.after_step()
@@ -31,7 +31,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional
 
 from engine.data.loader import next_batch
 from engine.events.hooks import HookBase
-from engine.events.step import StepResult
+from engine.events.step import Rewind, StepResult
 from engine.events.storage import EventStorage
 from engine.log.metrics import MetricsWindow
 
@@ -79,10 +79,18 @@ class TrainLoop:
             self.metrics.reset()
             try:
                 self._call_hooks("before_train")
-                for self.iter in range(self.start_iter, self.max_iter):
+                step = self.start_iter
+                while step < self.max_iter:
+                    self.iter = step
                     self._call_hooks("before_step")
-                    self.run_step()
+                    try:
+                        self.run_step()
+                    except Rewind as rewind:  # a rollback reloaded an earlier position: that step did not happen
+                        self.storage.pop_step()
+                        step = rewind.step
+                        continue
                     self._call_hooks("after_step")
+                    step += 1
             except BaseException:
                 self._call_hooks("after_failure")
                 raise

@@ -23,6 +23,8 @@ from engine.model.run_plan import current_plan
 from engine.runplan.plan import GENERATOR, RunPlan, use_run_plan
 from engine.trainer.registry import BUILD_TRAINER_REGISTRY
 from engine.events.hooks import HookBase
+from engine.events.step import Rewind
+from engine.sentinel.rollback import RollbackRefused, examine_step, roll_back
 from engine.events.window import reduce_mean
 from engine.trainer.hook_registry import default_hooks
 from engine.trainer.hooks import EvalHook, register_hooks
@@ -72,6 +74,7 @@ class BaseTrainer(TrainFrameworkTrainerSurface, TrainLoop):
                            accumulation=batch.accumulation, metrics=self.build_metrics(model))
         self._build_loaders(cfg)
         self.checkpoint = self.build_checkpointer()
+        self.rollbacks = 0  # solver.nan_policy 'rollback': rollbacks done in this run (checkpointed)
         self.hooks: List[HookBase] = register_hooks(self, self.build_hooks())
         check_runs_last(self.hooks)
 
@@ -151,7 +154,7 @@ class BaseTrainer(TrainFrameworkTrainerSurface, TrainLoop):
     def build_train_sampler(self) -> TrainingSampler:
         """The endless training sampler; grouped by aspect ratio when ``dataloader.group_sampler``."""
         common = dict(rank=self.dp_rank, world_size=self.dp_size, samples_per_step=self.cfg.SOLVER.TRAIN_PER_BATCH,
-                      seed=self.cfg.SEED)
+                      seed=self.cfg.SEED, skip=self.cfg.DATALOADER.SKIP_SAMPLES)
         if self.cfg.DATALOADER.GROUP_SAMPLER:
             return GroupedTrainingSampler(aspect_ratio_groups(self.train_dataset), micro_batch=self.micro_batch, **common)
         return TrainingSampler(len(self.train_dataset), **common)
@@ -227,20 +230,42 @@ class BaseTrainer(TrainFrameworkTrainerSurface, TrainLoop):
                        name=os.path.basename(os.path.normpath(self.cfg.OUTPUT_DIR)), start_step=self.start_iter)
 
     def _on_nonfinite_step(self) -> None:
-        """``solver.nan_policy``: the update of this step was not applied (on every rank); skip or stop."""
+        """``solver.nan_policy``: the update of this step was not applied (on every rank); skip, roll back or stop."""
         step, count = self.iter + 1, self.model.skipped_nonfinite_steps
+        policy = str(self.cfg.SOLVER.NAN_POLICY).lower()
+        if policy == "rollback":  # the step's outputs are read here: a rolled-back step is not logged
+            losses = {k: float(v) for k, v in self.storage.pop_step().items() if torch.as_tensor(v).numel() == 1}
+            bad = examine_step(self, losses)
+            try:
+                resume_at = roll_back(self, bad, int(self.cfg.SOLVER.MAX_ROLLBACKS))
+            except RollbackRefused as refused:
+                self._stop_nonfinite(step, f"solver.nan_policy = 'rollback' cannot roll back: {refused}; ")
+            raise Rewind(resume_at)  # the loop goes on at the reloaded step
         self.storage.put_scalar("nonfinite_skipped_steps", float(count))
-        if self.cfg.SOLVER.NAN_POLICY == "skip":
+        if policy == "skip":
             logger.warning(f"step {step}: non-finite loss or gradients; the update was skipped on every rank "
                            f"({count} skipped so far)")
             return
+        self._stop_nonfinite(step, "solver.nan_policy = 'stop': ")
+
+    def _stop_nonfinite(self, step: int, why: str) -> None:
+        """Save the last good state (this step's update was not applied) and stop every rank."""
         # synchronous, after any save in flight completed (rotation must not race it)
         tag_dir = self.checkpoint.save_tag(self.model, self.state_dict, step, blocking=True)
         raise EngineError(
-            f"solver.nan_policy = 'stop': the loss or gradients became non-finite at step {step}. The update was "
+            f"{why}the loss or gradients became non-finite at step {step}. The update was "
             f"not applied; the last good weights are saved in {tag_dir} (--resume continues after this batch). "
-            "Set solver.nan_policy = 'skip' to skip such steps instead."
+            "Set solver.nan_policy = 'skip' to skip such steps instead, or 'rollback' to skip-list their samples."
         )
+
+    def restart_data_at(self, step: int) -> None:
+        """Restart the training data stream where ``step`` steps end (a rollback reloaded that position).
+
+        The sampler's skip list as it is now applies; a new iterator is made over the loader
+        (persistent workers are reused; what they had prefetched is dropped).
+        """
+        self.sampler.start = self._sampler_position(step)
+        self._data_iter = iter(self.data)
 
     # ---- evaluation ------------------------------------------------------------------------
     def run_evaluation(self) -> Dict[str, float]:

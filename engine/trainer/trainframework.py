@@ -7,7 +7,7 @@ one owner of each fact and nothing here draws random numbers or touches the data
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Tuple
 
 from engine.checkpoint.resume import resume_or_load
 from engine.errors import EngineError
@@ -19,7 +19,7 @@ class TrainFrameworkTrainerSurface:
     """Mixin of ``BaseTrainer``: ``default_log_name``, ``output``, ``device``, ``enable_epoch_method``,
     ``gradient_accumulation_batch``, ``train_batch_size``, ``model_path``.
 
-    Expects ``cfg``, ``model``, ``epoch_mode`` and ``micro_batch`` from the trainer.
+    Expects ``cfg``, ``model``, ``sampler``, ``epoch_mode`` and ``micro_batch`` from the trainer.
     """
 
     @property
@@ -64,7 +64,12 @@ class TrainFrameworkTrainerSurface:
         return {"iteration": done, "epoch": done // self.steps_per_epoch, "samples_per_step": per_step,
                 "sampler_position": self._sampler_position(done),
                 "global_sample_index": base_global + (done - base_iter) * per_step * self.dp_size,
-                "dp_size": self.dp_size}
+                "dp_size": self.dp_size, "skip_samples": list(self._skip_list()),
+                "rollbacks": int(getattr(self, "rollbacks", 0))}
+
+    def _skip_list(self) -> Tuple[int, ...]:
+        """The training sampler's skip list (a sampler of a subclass's own may have none)."""
+        return tuple(getattr(getattr(self, "sampler", None), "skip", ()))
 
     def _sampler_position(self, done: int) -> int:
         """Samples this rank consumed after ``done`` steps (shifted when the world size changed)."""
@@ -82,6 +87,14 @@ class TrainFrameworkTrainerSurface:
             raise EngineError(f"--resume: the checkpoint was saved with solver.train_per_batch {state['samples_per_step']} "
                               f"on {state['dp_size']} data-parallel ranks; this run has {per_step} on {self.dp_size}")
         self.start_iter = self.iter = int(state["iteration"])
+        # the skip list only grows: a rollback reloads a checkpoint saved before its culprits were known
+        saved_skip = [int(i) for i in state.get("skip_samples", [])]
+        kept = set(self._skip_list())
+        if set(saved_skip) - kept:
+            self.sampler.set_skip(sorted(kept | set(saved_skip)))
+            logger.info(f"resume: the checkpoint skips dataset indices {saved_skip}; the training stream leaves out "
+                        f"{list(self._skip_list())} (with dataloader.skip_samples)")
+        self.rollbacks = max(int(getattr(self, "rollbacks", 0)), int(state.get("rollbacks", 0)))
         total = int(state.get("global_sample_index", state["sampler_position"] * state["dp_size"]))
         self._data_base = (self.start_iter, total)
         if state["dp_size"] != self.dp_size:  # global_sample_index re-divided

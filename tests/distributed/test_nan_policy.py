@@ -1,11 +1,22 @@
-"""solver.nan_policy on 2 real processes: a NaN loss on rank 0 only at step 5."""
+"""solver.nan_policy on 2 real processes, all in one start.
+
+skip and stop: a NaN loss on rank 0 only at step 5. rollback: the toy regression with inf
+inputs at chosen indices (tests/assets/toy/poison.py): a rollback run, the same run with the
+culprit skip-listed from the start (the two must end bit-identical), one that runs out of
+rollbacks, one that meets a bad sample before its first checkpoint; then
+tools/replay_batch.py on what the rollback run recorded.
+"""
 
 import json
 import math
 
 import pytest
+import torch
 
-from tests.helpers import TOY, read_records, run_scenarios
+from engine.checkpoint import layout
+from engine.data.samplers import TrainingSampler
+from engine.weights import safe_load
+from tests.helpers import TOY, read_records, run_scenarios, run_tool
 
 SKIP_STAGES = [0, 2]
 
@@ -16,18 +27,42 @@ def toy_argv(out, stage, policy):
             "trainer.log_period", "10", "trainer.tensorboard", "False"]
 
 
+STEPS, PER_STEP = 10, 8
+
+
+def index_at(rank, step, offset=3):
+    """The dataset index rank ``rank`` reads at sample ``offset`` of step ``step`` (1-based) in the toy stream."""
+    sampler = TrainingSampler(256, rank=rank, world_size=2, samples_per_step=PER_STEP, seed=3)
+    return sampler.items((step - 1) * PER_STEP + offset, 1)[0][0]
+
+
+FIRST, SECOND, EARLY = index_at(1, 5), index_at(0, 7), index_at(0, 1)
+
+
+def poison_argv(out, poison, *extra):
+    return ["--config-file", str(TOY / "cfg.py"), "--opts", "output_dir", str(out),
+            "dataloader.train_data_set.name", "PoisonRegression", "dataloader.train_data_set.poison", str(poison),
+            "trainer.name", "PoisonTrainer", "trainer.model.name", "PoisonModel", "solver.max_iter", str(STEPS),
+            "solver.checkpoint_period", "2", "solver.nan_policy", "rollback", "trainer.log_period", "10",
+            "trainer.tensorboard", "False", *extra]
+
+
 @pytest.fixture(scope="module")
 def nan_runs(tmp_path_factory):
-    """The skip policy at each stage, then the stop policy (which ends the start), in one 2-rank start."""
+    """skip at each stage, the rollback runs, then stop, in one 2-rank start."""
     tmp = tmp_path_factory.mktemp("nan")
     runs = [(f"skip-zero{s}", toy_argv(tmp / f"skip-zero{s}", s, "skip")) for s in SKIP_STAGES]
+    runs += [("rollback", poison_argv(tmp / "rollback", [FIRST])),
+             ("skiplisted", poison_argv(tmp / "skiplisted", [FIRST], "dataloader.skip_samples", str([FIRST]))),
+             ("exhausted", poison_argv(tmp / "exhausted", [FIRST, SECOND], "solver.max_rollbacks", "1")),
+             ("early", poison_argv(tmp / "early", [EARLY]))]
     runs.append(("stop", toy_argv(tmp / "stop", 2, "stop")))
-    outcomes = run_scenarios(runs, tmp / "start", imports=[TOY / "toy.py"], timeout=400)
+    outcomes = run_scenarios(runs, tmp / "start", imports=[TOY / "toy.py", TOY / "poison.py"], timeout=600)
     return {name: (tmp / name, outcomes[name]) for name, _ in runs}
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(500)
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("stage", SKIP_STAGES)
 def test_skip_drops_the_update_on_every_rank(nan_runs, stage):
     out, result = nan_runs[f"skip-zero{stage}"]
@@ -43,7 +78,7 @@ def test_skip_drops_the_update_on_every_rank(nan_runs, stage):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(500)
+@pytest.mark.timeout(900)
 def test_stop_saves_the_last_good_state_and_exits_non_zero(nan_runs):
     out, result = nan_runs["stop"]
     assert all(code != 0 for code in result.codes), result.codes
@@ -52,3 +87,57 @@ def test_stop_saves_the_last_good_state_and_exits_non_zero(nan_runs):
     marker = out / "checkpoints" / "iter_0000005" / "COMPLETE.json"
     assert marker.exists()
     assert json.loads(marker.read_text())["world_size"] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_rollback_skips_the_culprit_and_ends_as_a_run_skip_listed_from_the_start(nan_runs):
+    out, result = nan_runs["rollback"]
+    assert result.codes == [0, 0], result.stdout[-4000:]
+    log = (out / "train.log").read_text()
+    assert f"resumed from {out / 'checkpoints' / 'iter_0000004'} at step 4" in log  # a real reload
+    assert (f"step 5: non-finite loss; dataset indices [{FIRST}] skip-listed (dataloader.skip_samples is now "
+            f"[{FIRST}]); rolled back to iter_0000004 (step 4); rollback 1 of 3") in log
+    lines = [json.loads(line) for line in (out / "rollbacks.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["rank"], r["checkpoint"], r["rolled_back_to"]) for r in lines] == \
+        [(5, 0, "iter_0000004", 4), (5, 1, "iter_0000004", 4)]
+    assert lines[0]["culprits"] == [] and [c["index"] for c in lines[1]["culprits"]] == [FIRST]
+    assert lines[1]["culprits"][0]["nonfinite"] == ["loss"]  # target_abs stays finite
+    assert lines[1]["micro_batches"][0][3][0] == FIRST
+    rolled = torch.load(out / "live.pt")
+    skiplisted = torch.load(nan_runs["skiplisted"][0] / "live.pt")
+    assert nan_runs["skiplisted"][1].codes == [0, 0]
+    assert rolled.keys() == skiplisted.keys() and all(torch.equal(rolled[k], skiplisted[k]) for k in rolled)
+    state = safe_load.load(layout.rank_state_file(str(out / "checkpoints" / "iter_0000010"), 1))["trainer"]
+    assert state["skip_samples"] == [FIRST] and state["rollbacks"] == 1  # a --resume keeps skipping it
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_out_of_rollbacks_or_without_a_checkpoint_the_run_stops_as_stop_does(nan_runs):
+    out, result = nan_runs["exhausted"]
+    assert all(code != 0 for code in result.codes), result.codes
+    assert "rollback 1 of 1" in (out / "train.log").read_text()
+    assert (f"solver.nan_policy = 'rollback' cannot roll back: solver.max_rollbacks (1) reached; culprit samples "
+            f"[{SECOND}] not skipped; the loss or gradients became non-finite at step 7") in result.stdout
+    assert (out / "checkpoints" / "iter_0000007" / "COMPLETE.json").exists()  # the last good state, as 'stop'
+    out, result = nan_runs["early"]
+    assert all(code != 0 for code in result.codes), result.codes
+    assert "cannot roll back: no complete checkpoint in" in result.stdout
+    assert f"(culprit samples [{EARLY}])" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_replay_names_the_culprit_of_a_recorded_bad_step(nan_runs):
+    out, _ = nan_runs["rollback"]
+    found = run_tool("replay_batch", out / "checkpoints" / "iter_0000004", f"{out / 'rollbacks.jsonl'}:2",
+                     "--code-dir", TOY, "--import", "poison", "--json")
+    assert found.returncode == 1, found.stdout[-3000:]
+    report = json.loads(found.stdout.strip().splitlines()[-1])
+    assert report["culprits"] == [FIRST] and report["rank"] == 1
+    assert [s["position"] for s in report["micro_batches"][0]["samples"]] == [3]
+    incomplete = out / "checkpoints" / "iter_0000099"
+    incomplete.mkdir()
+    refused = run_tool("replay_batch", incomplete, f"{out / 'rollbacks.jsonl'}:2")
+    assert refused.returncode == 2 and "is not a complete checkpoint" in refused.stdout

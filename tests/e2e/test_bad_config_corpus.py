@@ -38,6 +38,8 @@ OPTS_CASES = [
     ("bool for int", ["dataloader.num_workers", "True"], "dataloader.num_workers: expected int, got True"),
     ("string for bool", ["trainer.enable_epoch_method", "'yes'"], "trainer.enable_epoch_method: expected bool"),
     ("list for str", ["output_dir", "[1, 2]"], "output_dir: expected str"),
+    ("nan policy typo", ["solver.nan_policy", "rollbak"], "solver.nan_policy: 'rollbak' is not one of ['stop', 'skip', 'rollback']"),
+    ("negative skip index", ["dataloader.skip_samples", "[4, -1]"], "dataloader.skip_samples[1] = -1: expected a training-set index"),
     ("dict for section", ["solver", "5"], "solver: expected a dict"),
     ("generator not a dict", ["trainer.model.generator", "'DigitsNet'"], "trainer.model.generator: expected a dict"),
     ("zero batch", ["solver.train_per_batch", "0"], "solver.train_per_batch: 0 is below the minimum 1"),

@@ -89,6 +89,11 @@ def test_opts_are_typed_dotted_and_case_insensitive():
     ({"solver": {"train_per_batch": 6, "gradient_accumulation_batch": 4}}, r"train_per_batch = 6 is not divisible"),
     ({"trainer": {"model": {"ema": {"enable": True}}}, "solver": {"ema": {"enabled": False}}},
      r"trainer\.model\.ema\.enabled = True conflicts with solver\.ema\.enabled = False"),
+    ({"solver": {"nan_policy": "rolback"}}, r"solver\.nan_policy: 'rolback' is not one of \['stop', 'skip', 'rollback'\]"),
+    ({"solver": {"max_rollbacks": -1}}, r"solver\.max_rollbacks: -1 is below the minimum 0"),
+    ({"dataloader": {"skip_samples": 7}}, r"dataloader\.skip_samples: expected list, got 7"),
+    ({"dataloader": {"skip_samples": [3, "12"]}}, r"dataloader\.skip_samples\[1\] = '12': expected a training-set index"),
+    ({"dataloader": {"skip_samples": [True]}}, r"dataloader\.skip_samples\[0\] = True: expected a training-set index"),
 ])
 def test_validation_errors_name_the_key_path(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -39,3 +39,14 @@ def test_clip_group_false_or_unwritten_says_nothing(caplog, monkeypatch):
         build({"enabled": True, "group": False})  # what engine does anyway
         build({"enabled": True})
     assert said(caplog) == []
+
+
+def test_max_rollbacks_without_the_rollback_policy_is_said_once(caplog, monkeypatch):
+    monkeypatch.setattr(no_effect, "_said", set())
+    with caplog.at_level(logging.WARNING, logger="engine"):
+        for policy in ("stop", "stop", "rollback"):
+            data = copy.deepcopy(MINIMAL)
+            data["solver"] = {"max_rollbacks": 5, "nan_policy": policy}
+            build_cfg(data)
+    assert said(caplog) == ["solver.max_rollbacks = 5 has no effect: solver.nan_policy is 'stop'; it acts only "
+                            "with solver.nan_policy = 'rollback'"]

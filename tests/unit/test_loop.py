@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from engine.events.hooks import HookBase
-from engine.events.step import StepResult
+from engine.events.step import Rewind, StepResult
 from engine.events.storage import put_scalar
 from engine.log.trackers_hook import TrackersHook
 from engine.trackers import RunInfo, TrackerGroup
@@ -133,6 +133,26 @@ def test_step_outputs_are_the_mean_over_micro_batches():
 def test_a_skipped_outcome_reaches_the_nonfinite_handler():
     loop = run(ToyBundle(accumulation=2, skip_at={2}), steps=3, accumulation=2, loop_class=NonfiniteLoop)
     assert loop.nonfinite_at == [2] and loop.skipped_steps == 1
+
+
+def test_a_rewind_from_the_step_goes_on_at_the_step_it_names_without_that_steps_after_step():
+    class RewindOnce(TrainLoop):
+        def _on_nonfinite_step(self):
+            self.bundle_skip_at.clear()  # the retried step is finite
+            raise Rewind(1)
+
+    calls = []
+    bundle = ToyBundle(accumulation=1, skip_at={3})
+    loop = RewindOnce(bundle, batches(6), [], max_iter=4, accumulation=1, samples_per_step=4)
+    loop.bundle_skip_at = bundle.skip_at
+    loop.hooks = register_hooks(loop, [Recorder("a", calls)])
+    loop.train()
+    steps = [(stage, i) for _, stage, i in calls if stage in ("before_step", "after_step")]
+    assert steps == [("before_step", 0), ("after_step", 0), ("before_step", 1), ("after_step", 1),
+                     ("before_step", 2),  # rewound to 1: no after_step for it
+                     ("before_step", 1), ("after_step", 1), ("before_step", 2), ("after_step", 2),
+                     ("before_step", 3), ("after_step", 3)]
+    assert bundle.epochs == [0, 1, 2, 1, 2, 3] and "extra" in loop.step_outputs
 
 
 def test_an_older_bundle_returning_a_dict_is_read_with_its_last_step_skipped_flag():

@@ -86,6 +86,9 @@ def test_epoch_arithmetic_and_the_unused_samples_note():
 def test_a_config_no_run_could_honour_fails_at_plan_time():
     with pytest.raises(ConfigError, match="does not divide the world size 3"):
         plan({"deepspeed": {"config": "zero1", "pipeline": {"stages": 2}}}, world_size=3)
+    with pytest.raises(ConfigError, match="solver.nan_policy = 'rollback' with a pipeline of 2 stages"):
+        plan({"deepspeed": {"config": "zero1", "pipeline": {"stages": 2}}, "solver": {"nan_policy": "rollback"}},
+             world_size=2)
 
 
 def test_get_run_plan_is_the_active_plan_and_refuses_outside_a_run():

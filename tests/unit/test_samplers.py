@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from engine.data.loader import SeededDataset, build_train_loader
-from engine.data.samplers import InferenceSampler, TrainingSampler
+from engine.data.samplers import GroupedTrainingSampler, InferenceSampler, TrainingSampler
 from engine.errors import ConfigError
 
 
@@ -102,3 +102,37 @@ def test_seed_per_sample_off_passes_indices_through_unseeded():
     assert torch.equal(first[:, :2], second[:, :2])  # the numpy draw follows the process RNG
     np.random.seed(4)
     assert not torch.equal(next(iter(loader))[:, 1], first[:, 1])
+
+
+def skipping_sampler(grouped, skip=(), start=0):
+    if grouped:
+        groups = np.random.RandomState(0).randint(0, 2, 103)
+        return GroupedTrainingSampler(groups, micro_batch=4, rank=1, world_size=2, samples_per_step=8, seed=5,
+                                      start=start, skip=skip)
+    return TrainingSampler(103, rank=1, world_size=2, samples_per_step=8, seed=5, start=start, skip=skip)
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_a_skip_list_leaves_out_each_unit_holding_a_skipped_index_and_nothing_else(grouped):
+    """dataloader.skip_samples: the stream without the units (a sample; a micro-batch when grouped) holding
+    a skipped index, positions counting what is left; seeds and everything else as without the list."""
+    unit, n = (4 if grouped else 1), 300  # about six epochs of 48 samples
+    full = take(skipping_sampler(grouped), n)
+    skip = {full[10][0], full[70][0]}
+    units = [full[i:i + unit] for i in range(0, n, unit)]
+    expected = [item for u in units if not any(index in skip for index, _ in u) for item in u]
+    kept = take(skipping_sampler(grouped, skip), len(expected) - 8)
+    assert kept == expected[:len(kept)] and not skip & {index for index, _ in kept}
+    first = 10 - 10 % unit
+    assert kept[:first] == full[:first]  # the same stream up to the first skipped unit
+    sampler = skipping_sampler(grouped, skip)
+    for start, count in [(0, 8), (37, 20), (150, 60)]:
+        assert sampler.items(start, count) == kept[start:start + count]
+        assert take(skipping_sampler(grouped, skip, start), count) == kept[start:start + count]  # resume
+
+
+def test_a_skip_list_outside_the_data_set_or_of_all_of_it_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"dataloader.skip_samples: indices \[103\] are outside .* 103 samples"):
+        skipping_sampler(False, skip=[3, 103])
+    with pytest.raises(ConfigError, match="dataloader.skip_samples: all 103 samples"):
+        skipping_sampler(False, skip=range(103))
