@@ -27,10 +27,21 @@ def check_consistency(cfg: Dict[str, Any]) -> None:
     if not 0.0 <= decay <= 1.0:
         raise ConfigError(f"solver.ema.decay_rate (or trainer.model.ema.decay_rate) = {decay}: expected a value in [0, 1] "
                           "(the share of the old average kept at each optimizer step)")
+    _check_spike(solver["spike"])
     check_discriminators(cfg)
     _check_norm_type(solver["generator"], "solver.generator")
     for name, _, net_solver, where in discriminator_plan(cfg):
         _check_norm_type(net_solver, where)
+
+
+def _check_spike(spike: Mapping[str, Any]) -> None:
+    if spike["warmup"] > spike["window"]:
+        raise ConfigError(f"solver.spike.warmup = {spike['warmup']} is larger than solver.spike.window = "
+                          f"{spike['window']}: the window holds at most window losses; expected warmup in "
+                          f"[2, {spike['window']}]")
+    if spike["z"] <= 0:
+        raise ConfigError(f"solver.spike.z = {spike['z']}: expected a threshold above 0 (standard deviations "
+                          "above the window's mean loss)")
 
 
 def _check_norm_type(net_solver: Mapping[str, Any], where: str) -> None:

@@ -3,7 +3,9 @@
 TrainFramework configs write some keys engine has no use for; refusing them would break those
 configs, and ignoring them silently would let a user believe they act. So each is listed here
 with the reason, shown beside the key in the config reference, and a config that turns one on
-gets one warning per process naming the key, the value and why it changes nothing.
+gets one warning per process naming the key, the value and why it changes nothing. The keys of
+a section that act only behind its switch (``SWITCHED``: ``solver.spike``) are said once the same
+way when a config writes them with the switch off.
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ logger = logging.getLogger("engine")
 NO_EFFECT: Dict[str, str] = {
     "solver.generator.clip_gradients.group": "TrainFramework clipped per parameter group when true; engine clips "
                                              "over all parameters either way",
+}
+
+#: sections whose other keys act only while the named switch is on (a user who tunes them
+#: with the switch off is told once that they change nothing)
+SWITCHED: Dict[str, str] = {
+    "solver.spike": "enabled",
 }
 
 _said: Set[str] = set()  # one warning per key and value per process, however often a config is built
@@ -43,3 +51,21 @@ def warn_no_effect(cfg: Dict[str, Any], written: Iterable[str]) -> None:
         if value and said not in _said:
             _said.add(said)
             logger.warning(f"{path} = {value!r} has no effect: {why}")
+    _warn_switched_off(cfg, written)
+
+
+def _warn_switched_off(cfg: Dict[str, Any], written: Set[str]) -> None:
+    """One warning per process for the keys of a ``SWITCHED`` section written while its switch is off."""
+    for section, switch in SWITCHED.items():
+        node: Any = cfg
+        for part in section.split("."):
+            node = node[part]
+        if node[switch]:
+            continue
+        tuned = [f"{section}.{key} = {value!r}" for key, value in node.items()
+                 if key != switch and f"{section}.{key}" in written]
+        said = "; ".join(tuned)
+        if tuned and said not in _said:
+            _said.add(said)
+            verb = "has" if len(tuned) == 1 else "have"
+            logger.warning(f"{', '.join(tuned)} {verb} no effect while {section}.{switch} is False")

@@ -21,6 +21,7 @@ from engine.model.base_model import split_step_output
 from engine.model.build import build_model
 from engine.model.run_plan import current_plan
 from engine.runplan.plan import GENERATOR, RunPlan, use_run_plan
+from engine.sentinel.sentinel import build_sentinel
 from engine.trainer.registry import BUILD_TRAINER_REGISTRY
 from engine.events.hooks import HookBase
 from engine.events.window import reduce_mean
@@ -72,6 +73,7 @@ class BaseTrainer(TrainFrameworkTrainerSurface, TrainLoop):
                            accumulation=batch.accumulation, metrics=self.build_metrics(model))
         self._build_loaders(cfg)
         self.checkpoint = self.build_checkpointer()
+        self.sentinel = build_sentinel(cfg)  # bad_batches.jsonl and the spike window (solver.spike)
         self.hooks: List[HookBase] = register_hooks(self, self.build_hooks())
         check_runs_last(self.hooks)
 
@@ -228,6 +230,7 @@ class BaseTrainer(TrainFrameworkTrainerSurface, TrainLoop):
 
     def _on_nonfinite_step(self) -> None:
         """``solver.nan_policy``: the update of this step was not applied (on every rank); skip or stop."""
+        self.sentinel.record_nonfinite(self)  # every policy: the step's samples to bad_batches.jsonl
         step, count = self.iter + 1, self.model.skipped_nonfinite_steps
         self.storage.put_scalar("nonfinite_skipped_steps", float(count))
         if self.cfg.SOLVER.NAN_POLICY == "skip":

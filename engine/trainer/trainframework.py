@@ -19,7 +19,7 @@ class TrainFrameworkTrainerSurface:
     """Mixin of ``BaseTrainer``: ``default_log_name``, ``output``, ``device``, ``enable_epoch_method``,
     ``gradient_accumulation_batch``, ``train_batch_size``, ``model_path``.
 
-    Expects ``cfg``, ``model``, ``epoch_mode`` and ``micro_batch`` from the trainer.
+    Expects ``cfg``, ``model``, ``epoch_mode``, ``micro_batch`` and ``sentinel`` from the trainer.
     """
 
     @property
@@ -64,7 +64,7 @@ class TrainFrameworkTrainerSurface:
         return {"iteration": done, "epoch": done // self.steps_per_epoch, "samples_per_step": per_step,
                 "sampler_position": self._sampler_position(done),
                 "global_sample_index": base_global + (done - base_iter) * per_step * self.dp_size,
-                "dp_size": self.dp_size}
+                "dp_size": self.dp_size, "sentinel": self.sentinel.state_dict()}
 
     def _sampler_position(self, done: int) -> int:
         """Samples this rank consumed after ``done`` steps (shifted when the world size changed)."""
@@ -84,6 +84,7 @@ class TrainFrameworkTrainerSurface:
         self.start_iter = self.iter = int(state["iteration"])
         total = int(state.get("global_sample_index", state["sampler_position"] * state["dp_size"]))
         self._data_base = (self.start_iter, total)
+        self.sentinel.load_state_dict(state.get("sentinel"))  # the spike window: a resumed run judges as before
         if state["dp_size"] != self.dp_size:  # global_sample_index re-divided
             logger.info(f"resume: global sample index {total} over {self.dp_size} data-parallel ranks (was "
                         f"{state['dp_size']}): each rank starts at sample {total // self.dp_size} of its stream")

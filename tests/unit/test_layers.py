@@ -22,7 +22,7 @@ LAYERS: Sequence[Sequence[str]] = (
     ("engine.comm", "engine.launch", "engine.trackers"),  # process-group and launcher helpers; metric writers (config checks their names)
     ("engine.config",),
     ("engine.events",),  # hook protocol, event storage, step window
-    ("engine.transforms", "engine.solver", "engine.weights"),
+    ("engine.transforms", "engine.solver", "engine.weights", "engine.sentinel"),
     ("engine.data", "engine.loss"),
     ("engine.runplan",),  # run plan and DeepSpeed config derivation
     ("engine.log", "engine.collect_env"),
