@@ -108,7 +108,9 @@ class BadBatchLog:
                 self._checked_tail = True
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                os.write(fd, text.encode("utf-8"))
+                data = text.encode("utf-8")
+                while data:  # one write call in practice; a short write continues where it stopped
+                    data = data[os.write(fd, data):]
                 os.fsync(fd)
             finally:
                 os.close(fd)

@@ -64,7 +64,7 @@ class BadBatchSentinel:
         if comm.is_main_process():
             logger.warning(
                 f"step {trainer.iter + 1}: loss spike: {spike.loss:.6g} is {spike.z:.1f} standard deviations above "
-                f"the mean of the {len(self.window) - 1} steps before ({spike.mean:.6g} ± {spike.std:.3g}; "
+                f"the mean of the {spike.steps} steps before ({spike.mean:.6g} ± {spike.std:.3g}; "
                 f"solver.spike.z {self.window.threshold:g}); its samples are in {self.log.path}")
         self.record(trainer, "spike", outputs, z=spike.z)
         return spike

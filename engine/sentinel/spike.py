@@ -24,12 +24,14 @@ class Spike:
         mean: mean of the window's losses (the steps before).
         std: their sample standard deviation.
         z: ``(loss - mean) / std``.
+        steps: losses the window held (the steps it was judged against).
     """
 
     loss: float
     mean: float
     std: float
     z: float
+    steps: int
 
 
 class SpikeWindow:
@@ -71,7 +73,7 @@ class SpikeWindow:
             mean, std = self.stats()
             z = (loss - mean) / std if std > 0 else (math.inf if loss > mean else 0.0)
             if z > self.threshold:
-                verdict = Spike(loss, mean, std, z)
+                verdict = Spike(loss, mean, std, z, len(self.losses))
         self.losses.append(loss)
         return verdict
 

@@ -138,4 +138,4 @@ def test_bad_sample_records_hold_losses_grad_norm_z_and_the_checkpoint_then(nan_
     log = (nan_runs["bad-sample"][0] / "train.log").read_text()
     assert log.count("loss spike") == 1
     mean = spike0["losses"]["loss"] / 2 + spike1["losses"]["loss"] / 2
-    assert f"step 13: loss spike: {mean:.6g} is {spike0['z']:.1f} standard deviations above the mean of the 7 steps" in log
+    assert f"step 13: loss spike: {mean:.6g} is {spike0['z']:.1f} standard deviations above the mean of the 8 steps" in log

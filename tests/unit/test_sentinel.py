@@ -31,7 +31,7 @@ def test_no_verdict_while_warming_up_then_the_z_score_of_the_steps_before():
     mean, std = statistics.mean(LOSSES), statistics.stdev(LOSSES)
     spike = window.judge(mean + 6.5 * std)
     assert spike is not None and spike.mean == pytest.approx(mean) and spike.std == pytest.approx(std)
-    assert spike.z == pytest.approx(6.5)
+    assert spike.z == pytest.approx(6.5) and spike.steps == len(LOSSES)
     assert window.judge(statistics.mean(window.losses) - 100.0) is None  # one-sided: a drop is never a spike
 
 
@@ -40,7 +40,7 @@ def test_a_spike_joins_the_window_so_a_lasting_rise_is_flagged_once():
     for x in LOSSES:
         window.judge(x)
     verdicts = [window.judge(5.0) for _ in range(8)]  # the loss moved up for good
-    assert verdicts[0] is not None and verdicts[1:] == [None] * 7
+    assert verdicts[0] is not None and verdicts[0].steps == 8 and verdicts[1:] == [None] * 7  # a full window: 8 before
     assert list(window.losses) == [5.0] * 8  # size bounds the window
 
 
