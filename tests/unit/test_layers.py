@@ -22,12 +22,13 @@ LAYERS: Sequence[Sequence[str]] = (
     ("engine.comm", "engine.launch", "engine.trackers"),  # process-group and launcher helpers; metric writers (config checks their names)
     ("engine.config",),
     ("engine.events",),  # hook protocol, event storage, step window
-    ("engine.transforms", "engine.solver", "engine.weights", "engine.sentinel"),
+    ("engine.transforms", "engine.solver", "engine.weights"),
     ("engine.data", "engine.loss"),
     ("engine.runplan",),  # run plan and DeepSpeed config derivation
     ("engine.log", "engine.collect_env"),
     ("engine.model",),
     ("engine.checkpoint",),
+    ("engine.sentinel",),  # bad-batch records, loss spikes: given the trainer's checkpointer, called by the trainer
     ("engine.trainer",),
     ("engine.schedule",),  # the orchestrator
     ("engine.plan", "engine.slover"),  # the `engine plan` command; the seed's misspelt alias of solver
@@ -197,6 +198,6 @@ def test_checker_names_the_offending_import(tmp_path):
     (pkg / "trainer" / "b.py").write_text("def f():\n    import engine.model.a\n")
     imports = read_imports(tmp_path)
     assert upward(imports) == ["engine/model/a.py:1: engine.model.a imports engine.trainer.b: "
-                               "layer 11 (engine.trainer) is not below layer 9 (engine.model)"]
+                               "layer 12 (engine.trainer) is not below layer 9 (engine.model)"]
     assert circles(imports) == [["engine.model.a", "engine.trainer.b"]]
     assert hidden(imports) == ["engine/trainer/b.py:2: engine.trainer.b imports engine.model.a (inside f())"]
