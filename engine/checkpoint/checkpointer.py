@@ -135,6 +135,11 @@ class Checkpointer(SeedCheckpointMembers):
     def _clear_pending(self) -> None:
         self.pending_save, self._pending_model = None, None
 
+    def newest_complete_tag(self) -> Optional[str]:
+        """The newest complete ``iter_`` tag on this rank's disk now (what ``--resume`` would start from), or None."""
+        tags = layout.complete_tags(self.root)
+        return tags[0] if tags else None
+
     # ---- the best tag ------------------------------------------------------------------------
     def save_best(self, model: Any, state: TrainerState, step: int, record: Dict[str, Any]) -> str:
         """Save tag ``best`` (``record``: metric, mode, value; kept in its marker) on every rank.

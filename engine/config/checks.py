@@ -28,6 +28,7 @@ def check_consistency(cfg: Dict[str, Any]) -> None:
         raise ConfigError(f"solver.ema.decay_rate (or trainer.model.ema.decay_rate) = {decay}: expected a value in [0, 1] "
                           "(the share of the old average kept at each optimizer step)")
     _check_skip_samples(cfg["dataloader"]["skip_samples"])
+    _check_spike(solver["spike"])
     check_discriminators(cfg)
     _check_norm_type(solver["generator"], "solver.generator")
     for name, _, net_solver, where in discriminator_plan(cfg):
@@ -40,6 +41,14 @@ def _check_skip_samples(indices: List[Any]) -> None:
         if isinstance(index, bool) or not isinstance(index, int) or index < 0:
             raise ConfigError(f"dataloader.skip_samples[{position}] = {index!r}: expected a training-set index "
                               "(an int >= 0)")
+def _check_spike(spike: Mapping[str, Any]) -> None:
+    if spike["warmup"] > spike["window"]:
+        raise ConfigError(f"solver.spike.warmup = {spike['warmup']} is larger than solver.spike.window = "
+                          f"{spike['window']}: the window holds at most window losses; expected warmup in "
+                          f"[2, {spike['window']}]")
+    if spike["z"] <= 0:
+        raise ConfigError(f"solver.spike.z = {spike['z']}: expected a threshold above 0 (standard deviations "
+                          "above the window's mean loss)")
 
 
 def _check_norm_type(net_solver: Mapping[str, Any], where: str) -> None:

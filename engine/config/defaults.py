@@ -39,6 +39,16 @@ _EMA = Section(
     doc="exponential moving average of the generator",
 )
 
+_SPIKE = Section(
+    {
+        "enabled": Field(False, _BOOL, "judge each step's loss (mean over ranks) against the steps before it; a spike is warned about and its samples recorded in output_dir/bad_batches.jsonl (docs/failures.md)"),
+        "window": Field(100, _INT, "latest finite step losses the z-score is computed over", minimum=2),
+        "warmup": Field(20, _INT, "step losses the window must hold before a step is judged (2 to window)", minimum=2),
+        "z": Field(6.0, _FLOAT, "a step whose loss is more than z standard deviations above the window's mean is a spike", minimum=0.0),
+    },
+    doc="loss-spike sentinel: a z-score of the step loss over a moving window",
+)
+
 NETWORK_SOLVER = Section(
     {
         "optimizer": Section(
@@ -134,6 +144,7 @@ DEFAULTS = Section(
                 "eval_period": Field(0, _INT, "evaluate on the validation set every N optimizer steps (0: only at the end)", minimum=0),
                 "best_metric": Field("", _STR, "keep checkpoint tag 'best' (never rotated) by this evaluation result, e.g. 'val/loss' ('' = off)"),
                 "best_mode": Field("max", _STR, "whether a larger or smaller solver.best_metric is better", choices=("max", "min")),
+                "spike": _SPIKE,
                 "ema": _EMA,
                 "generator": NETWORK_SOLVER,
                 "discriminator": Open("GAN: optimizer/lr_scheduler/clip_gradients of the discriminators: one dict for all, or a list of dict(name=..., params=...)", allow_list=True),

@@ -3,7 +3,10 @@
 TrainFramework configs write some keys engine has no use for; refusing them would break those
 configs, and ignoring them silently would let a user believe they act. So each is listed here
 with the reason, shown beside the key in the config reference, and a config that turns one on
-gets one warning per process naming the key, the value and why it changes nothing.
+gets one warning per process naming the key, the value and why it changes nothing. A key that
+acts only with a given value of another (``ACTS_ONLY_WITH``: ``solver.max_rollbacks``) and the
+keys of a section that act only behind its switch (``SWITCHED``: ``solver.spike``) are said once
+the same way when a config writes them without it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,12 @@ NO_EFFECT: Dict[str, str] = {
 #: other value of that key, it changes nothing, and the run says so once
 ACTS_ONLY_WITH: Dict[str, Tuple[str, Tuple[Any, ...]]] = {
     "solver.max_rollbacks": ("solver.nan_policy", ("rollback",)),
+}
+
+#: sections whose other keys act only while the named switch is on (a user who tunes them
+#: with the switch off is told once that they change nothing)
+SWITCHED: Dict[str, str] = {
+    "solver.spike": "enabled",
 }
 
 _said: Set[str] = set()  # one warning per key and value per process, however often a config is built
@@ -54,6 +63,7 @@ def warn_no_effect(cfg: Dict[str, Any], written: Iterable[str]) -> None:
             _said.add(said)
             logger.warning(f"{path} = {_value(cfg, path)!r} has no effect: {needs} is {actual!r}; it acts only "
                            f"with {needs} = {' or '.join(map(repr, values))}")
+    _warn_switched_off(cfg, written)
 
 
 def _value(cfg: Dict[str, Any], path: str) -> Any:
@@ -61,3 +71,18 @@ def _value(cfg: Dict[str, Any], path: str) -> Any:
     for part in path.split("."):
         value = value[part]
     return value
+
+
+def _warn_switched_off(cfg: Dict[str, Any], written: Set[str]) -> None:
+    """One warning per process for the keys of a ``SWITCHED`` section written while its switch is off."""
+    for section, switch in SWITCHED.items():
+        node = _value(cfg, section)
+        if node[switch]:
+            continue
+        tuned = [f"{section}.{key} = {value!r}" for key, value in node.items()
+                 if key != switch and f"{section}.{key}" in written]
+        said = "; ".join(tuned)
+        if tuned and said not in _said:
+            _said.add(said)
+            verb = "has" if len(tuned) == 1 else "have"
+            logger.warning(f"{', '.join(tuned)} {verb} no effect while {section}.{switch} is False")

@@ -58,6 +58,8 @@ FIELD_NOTES: Dict[str, str] = {
     "solver.generator.clip_gradients.norm_type": "any other value with `clip_type='norm'` is an error",
     "trainer.weights": "None (TrainFramework's default) reads as ''",
     "solver.ema.num_updates": "None (TrainFramework's default) reads as -1",
+    "solver.spike.warmup": "a warmup above `solver.spike.window` is an error",
+    "solver.spike.z": "must be above 0; the test is one-sided (a drop of the loss is never a spike)",
     "solver.test_per_batch": "the batch of the trainer's `test_data_loader` (`dataloader.test_data_set`, else the "
                              "validation set); engine runs no test loop itself",
     "deepspeed.config": "a path is looked up from the working directory, not from the config file's folder; "

@@ -89,6 +89,12 @@ EXAMPLES: Dict[str, Tuple[Example, ...]] = {
                 'params=dict(lr=0.1, momentum=0.9))))\ndeepspeed = dict(config="zero2")\n',
                 effect=(("plan.engines.generator.zero_allow_untested_optimizer", True), ("plan.zero_stage", 2))),
         Example(("solver.test_per_batch",), "solver = dict(test_per_batch=64)\n", effect=(("cfg.solver.test_per_batch", 64),)),
+        Example(("solver.spike.enabled", "solver.spike.window"), "solver = dict(spike=dict(enabled=True, window=50))\n",
+                effect=(("cfg.solver.spike.window", 50), ("cfg.solver.spike.warmup", 20), ("cfg.solver.spike.z", 6.0))),
+        Example(("solver.spike.warmup",), "solver = dict(spike=dict(enabled=True, window=10, warmup=20))\n",
+                refused="solver.spike.warmup = 20 is larger than solver.spike.window = 10"),
+        Example(("solver.spike.z",), "solver = dict(spike=dict(enabled=True, z=0))\n",
+                refused="solver.spike.z = 0: expected a threshold above 0"),
     ),
     "deepspeed": (
         Example(("deepspeed.config",), 'deepspeed = dict(config="zero3_offload")\n',

@@ -46,13 +46,20 @@ class EventStorage:
         """Keep the latest image batch under ``name`` (N×C×H×W or C×H×W, values in [0, 1])."""
         self._images[name] = image.detach() if hasattr(image, "detach") else image
 
-    def pop_step(self) -> Dict[str, Any]:
-        """The mean of every scalar put since the last call (tensors or floats), then clear."""
+    def step_means(self) -> Dict[str, Any]:
+        """The mean of every scalar put since the last ``pop_step`` (tensors or floats), kept for it.
+
+        What a step has reported so far, for a reader inside the step (the non-finite record).
+        """
         counts = self._counts
         # no division (a new tensor) for the common single put per step
-        means = {k: v if counts[k] == 1 else v / counts[k] for k, v in self._sums.items()}
+        return {k: v if counts[k] == 1 else v / counts[k] for k, v in self._sums.items()}
+
+    def pop_step(self) -> Dict[str, Any]:
+        """The mean of every scalar put since the last call (tensors or floats), then clear."""
+        means = self.step_means()
         self._sums = {}
-        counts.clear()
+        self._counts.clear()
         return means
 
     def pop_images(self) -> Dict[str, Any]:

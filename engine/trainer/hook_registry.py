@@ -2,6 +2,8 @@
 
 Default order (``default_hooks``), and why:
 
+0. ``SpikeHook`` (``solver.spike.enabled``): judges the step's loss before any hook reads or
+   changes the outputs (``engine.sentinel``).
 1. ``TrainFrameworkCallbacksHook``: the seed's ``before_loop`` / ``iterate_after`` / ``after_loop`` run
    first, so they may read or change the step outputs every later hook sees.
 2. ``EvalHook`` (``solver.eval_period``): before anything that reports, so a step's
@@ -35,6 +37,7 @@ from engine.log.trackers_hook import TrackersHook
 from engine.trackers.group import TrackerGroup
 from engine.events.hooks import HookBase
 from engine.log.logger_hook import LoggerHook
+from engine.sentinel.sentinel import SpikeHook
 from engine.trainer.hooks import EvalHook, TrainFrameworkCallbacksHook
 from engine.utils.registry import Registry
 
@@ -64,7 +67,8 @@ def default_hooks(trainer: Any) -> List[HookBase]:
     cfg = trainer.cfg
     solver, options = cfg.SOLVER, cfg.TRAINER
     evaluation = EvalHook(solver.EVAL_PERIOD)
-    hooks: List[HookBase] = [TrainFrameworkCallbacksHook(), evaluation]
+    hooks: List[HookBase] = [SpikeHook(trainer.sentinel)] if solver.SPIKE.ENABLED else []
+    hooks += [TrainFrameworkCallbacksHook(), evaluation]
     if solver.BEST_METRIC:
         hooks.append(BestCheckpointHook(trainer.checkpoint, evaluation, solver.BEST_METRIC, solver.BEST_MODE))
     if options.TENSORBOARD and comm.is_main_process():

@@ -21,6 +21,7 @@ from engine.model.base_model import split_step_output
 from engine.model.build import build_model
 from engine.model.run_plan import current_plan
 from engine.runplan.plan import GENERATOR, RunPlan, use_run_plan
+from engine.sentinel.sentinel import build_sentinel
 from engine.trainer.registry import BUILD_TRAINER_REGISTRY
 from engine.events.hooks import HookBase
 from engine.events.step import Rewind
@@ -75,6 +76,7 @@ class BaseTrainer(TrainFrameworkTrainerSurface, TrainLoop):
         self._build_loaders(cfg)
         self.checkpoint = self.build_checkpointer()
         self.rollbacks = 0  # solver.nan_policy 'rollback': rollbacks done in this run (checkpointed)
+        self.sentinel = build_sentinel(cfg)  # bad_batches.jsonl and the spike window (solver.spike)
         self.hooks: List[HookBase] = register_hooks(self, self.build_hooks())
         check_runs_last(self.hooks)
 
@@ -231,6 +233,7 @@ class BaseTrainer(TrainFrameworkTrainerSurface, TrainLoop):
 
     def _on_nonfinite_step(self) -> None:
         """``solver.nan_policy``: the update of this step was not applied (on every rank); skip, roll back or stop."""
+        self.sentinel.record_nonfinite(self)  # every policy: the step's samples to bad_batches.jsonl
         step, count = self.iter + 1, self.model.skipped_nonfinite_steps
         policy = str(self.cfg.SOLVER.NAN_POLICY).lower()
         if policy == "rollback":  # the step's outputs are read here: a rolled-back step is not logged

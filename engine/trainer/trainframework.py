@@ -19,7 +19,7 @@ class TrainFrameworkTrainerSurface:
     """Mixin of ``BaseTrainer``: ``default_log_name``, ``output``, ``device``, ``enable_epoch_method``,
     ``gradient_accumulation_batch``, ``train_batch_size``, ``model_path``.
 
-    Expects ``cfg``, ``model``, ``sampler``, ``epoch_mode`` and ``micro_batch`` from the trainer.
+    Expects ``cfg``, ``model``, ``sampler``, ``epoch_mode``, ``micro_batch`` and ``sentinel`` from the trainer.
     """
 
     @property
@@ -65,7 +65,7 @@ class TrainFrameworkTrainerSurface:
                 "sampler_position": self._sampler_position(done),
                 "global_sample_index": base_global + (done - base_iter) * per_step * self.dp_size,
                 "dp_size": self.dp_size, "skip_samples": list(self._skip_list()),
-                "rollbacks": int(getattr(self, "rollbacks", 0))}
+                "rollbacks": int(getattr(self, "rollbacks", 0)), "sentinel": self.sentinel.state_dict()}
 
     def _skip_list(self) -> Tuple[int, ...]:
         """The training sampler's skip list (a sampler of a subclass's own may have none)."""
@@ -97,6 +97,7 @@ class TrainFrameworkTrainerSurface:
         self.rollbacks = max(int(getattr(self, "rollbacks", 0)), int(state.get("rollbacks", 0)))
         total = int(state.get("global_sample_index", state["sampler_position"] * state["dp_size"]))
         self._data_base = (self.start_iter, total)
+        self.sentinel.load_state_dict(state.get("sentinel"))  # the spike window: a resumed run judges as before
         if state["dp_size"] != self.dp_size:  # global_sample_index re-divided
             logger.info(f"resume: global sample index {total} over {self.dp_size} data-parallel ranks (was "
                         f"{state['dp_size']}): each rank starts at sample {total // self.dp_size} of its stream")

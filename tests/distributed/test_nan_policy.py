@@ -1,30 +1,46 @@
-"""solver.nan_policy on 2 real processes, all in one start.
+"""solver.nan_policy and the bad-batch records on 2 real processes, all in one start.
 
-skip and stop: a NaN loss on rank 0 only at step 5. rollback: the toy regression with inf
-inputs at chosen indices (tests/assets/toy/poison.py): a rollback run, the same run with the
-culprit skip-listed from the start (the two must end bit-identical), one that runs out of
-rollbacks, one that meets a bad sample before its first checkpoint; then
+skip and stop: a NaN loss on rank 0 only at step 5. The bad-sample run (tests/assets/bad_sample.py)
+accumulates 2 micro-batches a step; sample ``BAD`` has an infinite target (step 6, rank 1, second
+micro-batch), sample ``SPIKE`` a target far off (step 13, rank 0, first micro-batch). What its
+records in bad_batches.jsonl name is checked against what the model really saw: the indices of
+each micro-batch, and each sample's seed against the draw the loader made with it. rollback: the
+toy regression with inf inputs at chosen indices (tests/assets/toy/poison.py): a rollback run, the
+same run with the culprit skip-listed from the start (the two must end bit-identical), one that
+runs out of rollbacks, one that meets a bad sample before its first checkpoint; then
 tools/replay_batch.py on what the rollback run recorded.
 """
 
 import json
 import math
+import random
 
 import pytest
 import torch
 
 from engine.checkpoint import layout
 from engine.data.samplers import TrainingSampler
+from engine.sentinel.records import read_bad_batches
 from engine.weights import safe_load
+from tests.assets import bad_sample
 from tests.helpers import TOY, read_records, run_scenarios, run_tool
 
 SKIP_STAGES = [0, 2]
+BAD_AT, SPIKE_AT = (5, 1, 1), (12, 0, 0)  # (iteration, rank, micro-batch)
+BAD, SPIKE = bad_sample.index_at(*BAD_AT), bad_sample.index_at(*SPIKE_AT)
 
 
 def toy_argv(out, stage, policy):
     return ["--config-file", str(TOY / "cfg.py"), "--opts", "output_dir", str(out), "deepspeed.config", f"zero{stage}",
             "solver.max_iter", "10", "solver.nan_policy", policy, "trainer.model.generator.nan_at_call", "5",
             "trainer.log_period", "10", "trainer.tensorboard", "False"]
+
+
+def bad_sample_argv(out):
+    return ["--config-file", bad_sample.CFG, "--opts", "output_dir", str(out),
+            "dataloader.train_data_set.bad_index", str(BAD), "dataloader.train_data_set.spike_index", str(SPIKE),
+            "solver.spike.enabled", "True", "solver.spike.window", "8", "solver.spike.warmup", "4",
+            "solver.checkpoint_period", "4", "trainer.log_period", "16", "trainer.tensorboard", "False"]
 
 
 STEPS, PER_STEP = 10, 8
@@ -49,15 +65,17 @@ def poison_argv(out, poison, *extra):
 
 @pytest.fixture(scope="module")
 def nan_runs(tmp_path_factory):
-    """skip at each stage, the rollback runs, then stop, in one 2-rank start."""
+    """skip at each stage, the bad-sample run, the rollback runs, then stop (which ends the start), in one 2-rank start."""
     tmp = tmp_path_factory.mktemp("nan")
     runs = [(f"skip-zero{s}", toy_argv(tmp / f"skip-zero{s}", s, "skip")) for s in SKIP_STAGES]
+    runs.append(("bad-sample", bad_sample_argv(tmp / "bad-sample")))
     runs += [("rollback", poison_argv(tmp / "rollback", [FIRST])),
              ("skiplisted", poison_argv(tmp / "skiplisted", [FIRST], "dataloader.skip_samples", str([FIRST]))),
              ("exhausted", poison_argv(tmp / "exhausted", [FIRST, SECOND], "solver.max_rollbacks", "1")),
              ("early", poison_argv(tmp / "early", [EARLY]))]
     runs.append(("stop", toy_argv(tmp / "stop", 2, "stop")))
-    outcomes = run_scenarios(runs, tmp / "start", imports=[TOY / "toy.py", TOY / "poison.py"], timeout=600)
+    outcomes = run_scenarios(runs, tmp / "start", imports=[TOY / "toy.py", TOY / "poison.py", bad_sample.__file__],
+                             timeout=700)
     return {name: (tmp / name, outcomes[name]) for name, _ in runs}
 
 
@@ -141,3 +159,70 @@ def test_replay_names_the_culprit_of_a_recorded_bad_step(nan_runs):
     incomplete.mkdir()
     refused = run_tool("replay_batch", incomplete, f"{out / 'rollbacks.jsonl'}:2")
     assert refused.returncode == 2 and "is not a complete checkpoint" in refused.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(500)
+@pytest.mark.parametrize("run", ["skip-zero0", "stop"])
+def test_every_policy_records_the_non_finite_step_before_acting(nan_runs, run):
+    out, _ = nan_runs[run]
+    records = read_bad_batches(str(out / "bad_batches.jsonl"))
+    assert [(r["step"], r["rank"], r["reason"]) for r in records] == [(5, 0, "nonfinite"), (5, 1, "nonfinite")]
+    assert math.isnan(records[0]["losses"]["loss"]) and math.isfinite(records[1]["losses"]["loss"])
+    assert records[0]["checkpoint"] is None  # the stop's own save comes after the record
+    seen = [json.loads((out / f"record_rank{r}.json").read_text())["seen"] for r in (0, 1)] if run != "stop" else None
+    for record in records:
+        (batch,) = record["micro_batches"]  # no accumulation: one micro-batch of 8
+        assert len(batch) == 8
+        if seen:
+            assert [i for i, _ in batch] == seen[record["rank"]][32:40]
+
+
+def bad_records(nan_runs):
+    return read_bad_batches(str(nan_runs["bad-sample"][0] / "bad_batches.jsonl"))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(500)
+def test_bad_sample_run_gives_one_strict_json_line_per_rank_for_each_bad_step(nan_runs):
+    out, result = nan_runs["bad-sample"]
+    assert result.codes == [0, 0], result.stdout[-4000:]
+    for line in (out / "bad_batches.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=lambda name: pytest.fail(f"non-standard JSON {name} in {line}"))
+    found = [(r["step"], r["iteration"], r["rank"], r["reason"], r["epoch"]) for r in bad_records(nan_runs)]
+    assert found == [(6, 5, 0, "nonfinite", 5), (6, 5, 1, "nonfinite", 5), (13, 12, 0, "spike", 12),
+                     (13, 12, 1, "spike", 12)]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(500)
+def test_bad_sample_records_name_the_micro_batches_the_model_saw_with_their_seeds(nan_runs):
+    out, accumulation = nan_runs["bad-sample"][0], 2
+    for record in bad_records(nan_runs):
+        seen = json.loads((out / f"batches_rank{record['rank']}.json").read_text())
+        for m, batch in enumerate(record["micro_batches"]):
+            saw = seen[record["iteration"] * accumulation + m]
+            assert [index for index, _ in batch] == [index for index, _ in saw]
+            for (_, seed), (_, draw) in zip(batch, saw):
+                random.seed(seed)
+                assert random.random() == draw  # the loader seeded this sample with this seed
+    by_place = {(r["iteration"], r["rank"]): r["micro_batches"] for r in bad_records(nan_runs)}
+    assert BAD in [i for i, _ in by_place[BAD_AT[:2]][BAD_AT[2]]]
+    assert SPIKE in [i for i, _ in by_place[SPIKE_AT[:2]][SPIKE_AT[2]]]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(500)
+def test_bad_sample_records_hold_losses_grad_norm_z_and_the_checkpoint_then(nan_runs):
+    bad0, bad1, spike0, spike1 = bad_records(nan_runs)
+    assert set(bad0["losses"]) == {"loss", "abs_err"} == set(spike0["losses"])
+    assert bad1["losses"]["loss"] == math.inf and math.isfinite(bad0["losses"]["loss"])  # rank 1 held the bad sample
+    assert bad0["z"] is None and (bad0["grad_norm"] is None or not math.isfinite(bad0["grad_norm"]))
+    assert spike0["losses"]["loss"] > 10 * spike1["losses"]["loss"]  # rank 0 held the spike
+    assert spike0["z"] == spike1["z"] > 6.0
+    assert math.isfinite(spike0["grad_norm"]) and spike0["grad_norm"] > 0
+    assert bad0["checkpoint"] == "iter_0000004" and spike0["checkpoint"] == "iter_0000012"
+    log = (nan_runs["bad-sample"][0] / "train.log").read_text()
+    assert log.count("loss spike") == 1
+    mean = spike0["losses"]["loss"] / 2 + spike1["losses"]["loss"] / 2
+    assert f"step 13: loss spike: {mean:.6g} is {spike0['z']:.1f} standard deviations above the mean of the 8 steps" in log

@@ -1,7 +1,11 @@
 """Resume exactness with real processes: N steps straight == N/2, stop, ``--resume``, the rest.
 
-The network adds dropout (torch RNG) and the loss a little python/numpy noise, so every
-RNG stream this rank restores shows up in the compared losses and weights.
+The network adds dropout (torch RNG) and the loss python/numpy noise, so every RNG stream this
+rank restores shows up in the compared losses and weights. The noise is a constant to backward
+(the weights never see it) as large as the loss, so a touchy spike test (``solver.spike``, window
+4, z 0.1) flags several steps after the split: the resumed run flags the same ones, with the same
+z-scores, only if its window came back with the checkpoint (a fresh one would judge none of its
+first 4 steps).
 """
 
 from pathlib import Path
@@ -10,6 +14,7 @@ import pytest
 import torch
 
 from engine.checkpoint import layout
+from engine.sentinel.records import read_bad_batches
 from engine.weights import safe_load
 from tests.helpers import TOY, read_records, run_scenarios
 
@@ -36,7 +41,7 @@ class NoisyMLP(nn.Module):
 class NoisyModel(toy.ToyModel):
     def run_step(self, data, *, epoch=None, **kwargs):
         loss = super().run_step(data, epoch=epoch, **kwargs)
-        return loss + 1e-3 * (random.random() + float(np.random.rand()))
+        return loss + random.random() + float(np.random.rand())  # a constant to backward: only the logged loss moves
 
 if __name__ == "__main__":
     BaseScheduler().schedule()
@@ -44,7 +49,7 @@ if __name__ == "__main__":
 CFG = f'''
 _base_ = {str(TOY / "cfg.py")!r}
 trainer = dict(model=dict(name="NoisyModel", generator=dict(name="NoisyMLP", dim=8, hidden=16)))
-solver = dict(max_iter={STEPS}, checkpoint_period=0,
+solver = dict(max_iter={STEPS}, checkpoint_period=0, spike=dict(enabled=True, window=4, warmup=4, z=0.1),
               generator=dict(lr_scheduler=dict(enabled=True, type="StepLR", params=dict(step_size=5, gamma=0.7))))
 '''
 
@@ -153,6 +158,9 @@ def test_resume_is_exact(resumed, request, nproc, stage, workers):
         if mask is not None and x.dim() == 1 and len(x) == len(mask):
             x, y = x[mask], y[mask]  # ZeRO-3 pads each parameter's shard with uninitialised memory
         assert torch.equal(x, y), key
+    after_split = [[{k: v for k, v in r.items() if k != "checkpoint"} for r in read_bad_batches(str(d / "bad_batches.jsonl"))
+                    if r["step"] > STEPS // 2] for d in (straight, split)]
+    assert after_split[0] == after_split[1] and len(after_split[0]) > 0
     for whole, second in zip(read_records(straight, nproc), read_records(split, nproc)):
         assert second["losses"] == whole["losses"][STEPS // 2:]
         assert second["seen"] == whole["seen"][len(whole["seen"]) // 2:]

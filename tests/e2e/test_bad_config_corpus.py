@@ -32,6 +32,8 @@ OPTS_CASES = [
      "solver.generator.lr_scheduler.enable: unknown key. Did you mean 'enabled'"),
     ("clip key typo", ["solver.generator.clip_gradients.clip_val", "1"], "solver.generator.clip_gradients.clip_val: unknown key"),
     ("ema key typo", ["solver.ema.decay", "0.9"], "solver.ema.decay: unknown key"),
+    ("spike warmup above window", ["solver.spike.window", "10", "solver.spike.warmup", "20"],
+     "solver.spike.warmup = 20 is larger than solver.spike.window = 10"),
     ("deepspeed key typo", ["deepspeed.zero_optimisation", "{}"], "deepspeed.zero_optimisation: unknown key"),
     ("int as string", ["solver.max_iter", "'100'"], "solver.max_iter: expected int, got '100'"),
     ("float for int", ["solver.train_per_batch", "8.5"], "solver.train_per_batch: expected int, got 8.5"),

@@ -10,6 +10,7 @@ from engine.errors import ConfigError, RegistryError
 from engine.log.metrics import MetricsWindow
 from engine.log.progress import ProgressHook, use_progress_bar
 from engine.events.storage import EventStorage
+from engine.sentinel.sentinel import BadBatchSentinel
 from engine.trainer.hook_registry import HOOK_REGISTRY, build_config_hooks, default_hooks
 from engine.events.hooks import PeriodicHook
 from engine.events.window import StepWindow
@@ -56,7 +57,8 @@ def test_storage_keeps_step_means_images_and_metrics_apart():
     assert storage.pop_step()["loss"] is value  # one put: no division, no new tensor
     storage.put_scalar("loss", torch.tensor(1.0))
     storage.put_scalar("loss", torch.tensor(3.0))
-    assert float(storage.pop_step()["loss"]) == 2.0
+    assert float(storage.step_means()["loss"]) == 2.0  # what the step reported so far, kept for pop_step
+    assert float(storage.pop_step()["loss"]) == 2.0 and storage.step_means() == {}
     assert list(storage.pop_images()) == ["images"] and storage.pop_images() == {}
     storage.put_metrics({"val/loss": 0.5})
     assert storage.pop_metrics() == {"val/loss": 0.5} and storage.pop_metrics() == {}
@@ -88,7 +90,7 @@ def _cfg(**trainer_keys):
     trainer = dict(LOG_PERIOD=5, TENSORBOARD=True, LOGGERS=["tensorboard"], PROGRESS="log", HOOKS=[], DIST_TIMEOUT=60.0)
     trainer.update(trainer_keys)
     solver = SimpleNamespace(EVAL_PERIOD=0, BEST_METRIC="", BEST_MODE="max", CHECKPOINT_PERIOD=0, STOP_AT_ITER=0,
-                             SAVE_ON_SIGNAL=["SIGTERM"], CHECKPOINT_ASYNC=False)
+                             SAVE_ON_SIGNAL=["SIGTERM"], CHECKPOINT_ASYNC=False, SPIKE=SimpleNamespace(ENABLED=False))
     return SimpleNamespace(TRAINER=SimpleNamespace(**trainer), SOLVER=solver, OUTPUT_DIR="out")
 
 
@@ -106,6 +108,13 @@ def test_default_hook_order_with_user_hooks_before_the_checkpoint():
     cfg = _cfg(TENSORBOARD=False, LOGGERS=["csv", "jsonl"])  # trackers go between TensorBoard's place and the logger
     names = [type(h).__name__ for h in default_hooks(SimpleNamespace(cfg=cfg, checkpoint=checkpoint))]
     assert names == ["TrainFrameworkCallbacksHook", "EvalHook", "TrackersHook", "LoggerHook", "CheckpointHook"]
+    cfg = _cfg(TENSORBOARD=False)
+    cfg.SOLVER.SPIKE.ENABLED = True  # the spike test judges the loss before any other hook sees the outputs
+    sentinel = BadBatchSentinel("out")
+    hooks = default_hooks(SimpleNamespace(cfg=cfg, checkpoint=checkpoint, sentinel=sentinel))
+    assert [type(h).__name__ for h in hooks] == ["SpikeHook", "TrainFrameworkCallbacksHook", "EvalHook", "LoggerHook",
+                                                 "CheckpointHook"]
+    assert hooks[0].sentinel is sentinel
 
 
 class Stream:
