@@ -203,12 +203,19 @@ def adjust_brightness_contrast(img: np.ndarray, alpha: float, beta: float, beta_
     return _scaled(img, alpha, offset)
 
 
+_UNIT_ROW = UNIT_VALUES.reshape(1, 256)  # cv2 takes 2-D arrays
+
+
 def gamma_table(gamma: float) -> np.ndarray:
     """The ``uint8`` table of :func:`adjust_gamma`."""
-    values = np.power(UNIT_VALUES, gamma)
-    values *= 255.0
-    if gamma < 0:  # 0 ** gamma is inf: round and clip
+    if gamma <= 0:  # 0 ** gamma is 1 or inf: numpy's pow, then round and clip
+        values = np.power(UNIT_VALUES, gamma)
+        values *= 255.0
         return to_table(values)
+    # cv2.pow is a vectorized pow, about twice as fast as np.power on these 256 doubles and
+    # within an ulp of it: the same tables (checked against np.power in test_transforms_kernels)
+    values = cv2.pow(_UNIT_ROW, float(gamma)).reshape(256)
+    values *= 255.0
     # (v / 255) ** gamma stays in [0, 1] for gamma >= 0, so rounding is enough: no clip
     return np.rint(values, out=values).astype(np.uint8)
 
