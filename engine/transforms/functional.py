@@ -34,7 +34,7 @@ from engine.transforms.lut import UNIT_VALUES, apply_table, curve_table, linear_
 Number = Union[int, float]
 
 __all__ = [
-    "to_tensor", "normalize", "denormalize", "apply_curve", "apply_affine_color", "gray", "adjust_brightness",
+    "to_tensor", "normalize", "normalize_table", "apply_normalize_table", "denormalize", "apply_curve", "apply_affine_color", "gray", "adjust_brightness",
     "adjust_contrast", "adjust_brightness_contrast", "adjust_gamma", "tone_curve", "adjust_saturation", "adjust_hue",
     "brightness_table", "contrast_table", "gamma_table",
     "to_gray", "gaussian_blur", "sharpen", "clahe", "compress",
@@ -385,16 +385,41 @@ def _per_channel(values: Union[Number, Sequence[Number]], channels: int, what: s
     return arr
 
 
+def normalize_table(mean: Sequence[Number], std: Sequence[Number], channels: int) -> np.ndarray:
+    """The ``(256, 1, channels)`` float32 table of :func:`normalize` on ``uint8`` images.
+
+    It depends only on ``mean`` and ``std``, so a transform builds it once and reuses it
+    through :func:`apply_normalize_table` (building it costs about as much as applying it
+    to a 64 x 64 image).
+
+    Args:
+        mean: per-channel (or one) mean, in 0..255 units.
+        std: per-channel (or one) standard deviation, in 0..255 units.
+        channels: channel count of the images the table is for.
+
+    Returns:
+        The table ``(v - mean[c]) / std[c]`` for ``v`` in 0..255.
+    """
+    mean = _per_channel(mean, channels, "mean")
+    scale = 1.0 / _per_channel(std, channels, "std")
+    lut = ((np.arange(256, dtype=np.float64)[:, None] - mean) * scale).astype(np.float32)
+    return lut.reshape(256, 1, channels)
+
+
+def apply_normalize_table(img: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """A ``uint8`` image through a :func:`normalize_table`: cv2.LUT reads bytes and writes float32 in one pass."""
+    return _keep_axis(img, cv2.LUT(img, table))
+
+
 def normalize(img: np.ndarray, mean: Sequence[Number], std: Sequence[Number]) -> np.ndarray:
     """``(img - mean) / std`` per channel, as float32 (mean and std in the image's own units)."""
     channels = _channels(img)
+    if img.dtype == np.uint8:
+        return apply_normalize_table(img, normalize_table(mean, std, channels))
     mean = _per_channel(mean, channels, "mean")
     scale = 1.0 / _per_channel(std, channels, "std")
-    if img.dtype == np.uint8:
-        # A float32 table per channel: cv2.LUT reads uint8 and writes float32 in one pass.
-        lut = ((np.arange(256, dtype=np.float64)[:, None] - mean) * scale).astype(np.float32)
-        return _keep_axis(img, cv2.LUT(img, lut.reshape(256, 1, channels)))
-    out = img.astype(np.float32).reshape(*img.shape[:2], channels) - mean.astype(np.float32)
+    # the subtraction casts to float32 as it goes: one new array, where astype + subtract made two
+    out = np.subtract(img.reshape(*img.shape[:2], channels), mean.astype(np.float32), dtype=np.float32)
     out *= scale.astype(np.float32)
     return out.reshape(img.shape)
 

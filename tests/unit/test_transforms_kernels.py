@@ -238,3 +238,24 @@ def test_float_hue_shift_equals_the_modulo_on_the_hue_plane(shift):
     before = IMG_F.copy()
     np.testing.assert_allclose(F.adjust_hue(IMG_F, shift), cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB), atol=1e-5)
     np.testing.assert_array_equal(IMG_F, before)
+
+
+@pytest.mark.parametrize("img", [IMG, IMG[..., :1], IMG[..., 0], IMG_F, IMG.astype(np.float64)],
+                         ids=["rgb", "hw1", "hw", "float32", "float64"])
+def test_normalize_transform_reuses_its_table_and_equals_the_formula(img):
+    mean, std = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
+    channels = 1 if img.ndim == 2 else img.shape[2]
+    mean, std = (mean, std) if channels == 3 else (mean[:1], std[:1])
+    m, s = np.float32(mean), np.float32(1.0 / np.asarray(std))
+    ref = ((img.astype(np.float32).reshape(*img.shape[:2], channels) - m) * s).reshape(img.shape)
+    t = T.Normalize(mean=mean, std=std)
+    for _ in range(2):  # the second call takes the kept uint8 table
+        out = t(dict(img=img, color_fields=["img"]))["img"]
+        assert out.dtype == np.float32 and out.shape == img.shape
+        np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(out, F.normalize(img, mean, std))
+    assert len(t._tables) == (img.dtype == np.uint8)
+    if img.dtype != np.uint8:
+        np.testing.assert_array_equal(out, ref)  # float input: the same float32 operations as before
+    with pytest.raises(ValueError, match="Normalize on results\\['img'\\].*mean has 3 values for a 5-channel"):
+        T.Normalize()(dict(img=np.zeros((4, 4, 5), img.dtype), color_fields=["img"]))
