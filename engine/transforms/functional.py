@@ -389,8 +389,8 @@ def normalize_table(mean: Sequence[Number], std: Sequence[Number], channels: int
     """The ``(256, 1, channels)`` float32 table of :func:`normalize` on ``uint8`` images.
 
     It depends only on ``mean`` and ``std``, so a transform builds it once and reuses it
-    through :func:`apply_normalize_table` (building it costs about as much as applying it
-    to a 64 x 64 image).
+    through :func:`apply_normalize_table`: building it (about 20 us, a dozen small numpy
+    calls) costs a fifth of applying it to a 256 x 256 image.
 
     Args:
         mean: per-channel (or one) mean, in 0..255 units.
