@@ -385,12 +385,17 @@ def _per_channel(values: Union[Number, Sequence[Number]], channels: int, what: s
     return arr
 
 
+def _mean_and_scale(mean: Sequence[Number], std: Sequence[Number], channels: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Per-channel float64 ``mean`` and ``1 / std`` (one value is every channel's)."""
+    return _per_channel(mean, channels, "mean"), 1.0 / _per_channel(std, channels, "std")
+
+
 def normalize_table(mean: Sequence[Number], std: Sequence[Number], channels: int) -> np.ndarray:
     """The ``(256, 1, channels)`` float32 table of :func:`normalize` on ``uint8`` images.
 
     It depends only on ``mean`` and ``std``, so a transform builds it once and reuses it
     through :func:`apply_normalize_table`: building it (about 20 us, a dozen small numpy
-    calls) costs a fifth of applying it to a 256 x 256 image.
+    calls) costs a tenth of applying it to a 256 x 256 image.
 
     Args:
         mean: per-channel (or one) mean, in 0..255 units.
@@ -400,8 +405,7 @@ def normalize_table(mean: Sequence[Number], std: Sequence[Number], channels: int
     Returns:
         The table ``(v - mean[c]) / std[c]`` for ``v`` in 0..255.
     """
-    mean = _per_channel(mean, channels, "mean")
-    scale = 1.0 / _per_channel(std, channels, "std")
+    mean, scale = _mean_and_scale(mean, std, channels)
     lut = ((np.arange(256, dtype=np.float64)[:, None] - mean) * scale).astype(np.float32)
     return lut.reshape(256, 1, channels)
 
@@ -416,8 +420,7 @@ def normalize(img: np.ndarray, mean: Sequence[Number], std: Sequence[Number]) ->
     channels = _channels(img)
     if img.dtype == np.uint8:
         return apply_normalize_table(img, normalize_table(mean, std, channels))
-    mean = _per_channel(mean, channels, "mean")
-    scale = 1.0 / _per_channel(std, channels, "std")
+    mean, scale = _mean_and_scale(mean, std, channels)
     # the subtraction casts to float32 as it goes: one new array, where astype + subtract made two
     out = np.subtract(img.reshape(*img.shape[:2], channels), mean.astype(np.float32), dtype=np.float32)
     out *= scale.astype(np.float32)
