@@ -13,7 +13,8 @@ hue, gamma, blur, CLAHE) also take ``inplace=True``: the result is written into
 returned), so a chain of k ops allocates one image instead of k.
 
 The geometric kernels (flips, warps, resizes of arrays, points and boxes) live in
-:mod:`engine.transforms.geometry` and are re-exported here.
+:mod:`engine.transforms.geometry` and the codec round trip in :mod:`engine.transforms.codec`;
+both are re-exported here.
 """
 
 from __future__ import annotations
@@ -22,19 +23,21 @@ from typing import Callable, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
-import simplejpeg
 import torch
 
+from engine.transforms.codec import compress  # re-exported: see __all__
 from engine.transforms.geometry import (  # re-exported: see __all__
     affine_matrix, box_filter, boxes_inside, clip_boxes, flip_boxes, flip_image, flip_points,
     pad_image, resize_image, transform_boxes, transform_points, warp_image,
 )
 from engine.transforms.lut import UNIT_VALUES, apply_table, curve_table, linear_table, to_table
+from engine.transforms.shapes import channels as _channels, keep_axis as _keep_axis
 
 Number = Union[int, float]
 
 __all__ = [
-    "to_tensor", "normalize", "normalize_table", "apply_normalize_table", "denormalize", "apply_curve", "apply_affine_color", "gray", "adjust_brightness",
+    "to_tensor", "normalize", "normalize_table", "apply_normalize_table", "denormalize", "apply_curve",
+    "apply_affine_color", "gray", "adjust_brightness",
     "adjust_contrast", "adjust_brightness_contrast", "adjust_gamma", "tone_curve", "adjust_saturation", "adjust_hue",
     "brightness_table", "contrast_table", "gamma_table",
     "to_gray", "gaussian_blur", "sharpen", "clahe", "compress",
@@ -63,10 +66,6 @@ def to_tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(chw))
 
 
-def _channels(img: np.ndarray) -> int:
-    return 1 if img.ndim == 2 else img.shape[2]
-
-
 def _check_rgb(img: np.ndarray) -> None:
     _max_value(img)
     if _channels(img) != 3:
@@ -79,11 +78,6 @@ def _max_value(img: np.ndarray) -> float:
     if img.dtype == np.float32:
         return 1.0
     raise TypeError(f"pixel transforms take uint8 (0..255) or float32 (0..1) images, got {img.dtype}")
-
-
-def _keep_axis(img: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """cv2 drops a trailing channel axis of size 1: give it back."""
-    return out[..., None] if img.ndim == 3 and out.ndim == 2 else out
 
 
 def apply_curve(img: np.ndarray, curve: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -335,45 +329,6 @@ def clahe(img: np.ndarray, clip_limit: float, tile_grid_size: Tuple[int, int] = 
     lab = cv2.cvtColor(img, cv2.COLOR_RGB2LAB)
     lab[..., 0] = op.apply(np.ascontiguousarray(lab[..., 0]))
     return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB, dst=img if inplace else None)
-
-
-def compress(img: np.ndarray, quality: int, compression_type: str = "jpg") -> np.ndarray:
-    """Encode and decode with JPEG or WebP at ``quality`` to add real compression artifacts."""
-    if img.dtype != np.uint8:
-        raise TypeError(f"compress takes uint8 images, got {img.dtype}")
-    channels = _channels(img)
-    allowed = (1, 3, 4) if compression_type == "webp" else (1, 3)
-    if channels not in allowed:
-        raise ValueError(f"{compression_type} compression takes {allowed}-channel images, got {channels}")
-    if compression_type == "jpg":
-        return _jpeg_round_trip(img, quality)
-    # cv2's WebP codec expects BGR(A); an RGB image encoded as is would be weighed wrongly.
-    swap = {3: cv2.COLOR_RGB2BGR, 4: cv2.COLOR_RGBA2BGRA}.get(channels)
-    src = cv2.cvtColor(img, swap) if swap is not None else img
-    ok, buf = cv2.imencode(".webp", src, [int(cv2.IMWRITE_WEBP_QUALITY), int(quality)])
-    if not ok:
-        raise RuntimeError(f"cv2 could not encode a {img.shape} image as webp")
-    out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-    out = cv2.cvtColor(out, swap) if swap is not None else out  # the swap is its own inverse
-    return _keep_axis(img, out).reshape(img.shape)
-
-
-def _jpeg_round_trip(img: np.ndarray, quality: int) -> np.ndarray:
-    """JPEG encode + decode of an RGB or gray ``uint8`` image through libjpeg-turbo's TurboJPEG API.
-
-    ``simplejpeg`` (MIT) encodes RGB as RGB: cv2's codec expects BGR, which costs a channel
-    swap each way (3-8% of the round trip), and its encoder is slower besides (about 1.1-1.25x
-    in all). Same settings as cv2's ``imencode``: baseline, 4:2:0 chroma, accurate DCT and
-    upsampling; quality 0 is libjpeg's 1.
-    """
-    gray = _channels(img) == 1
-    src = img.reshape(*img.shape[:2], 1) if gray else img
-    if src.strides[1:] != (src.shape[2], 1):  # TurboJPEG reads whole pixels, rows may be apart
-        src = np.ascontiguousarray(src)
-    space = "GRAY" if gray else "RGB"
-    buf = simplejpeg.encode_jpeg(src, quality=max(int(quality), 1), colorspace=space,
-                                 colorsubsampling="Gray" if gray else "420")
-    return simplejpeg.decode_jpeg(buf, colorspace=space).reshape(img.shape)
 
 
 def _per_channel(values: Union[Number, Sequence[Number]], channels: int, what: str) -> np.ndarray:
