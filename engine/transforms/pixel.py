@@ -21,6 +21,7 @@ from engine.transforms.base import (
 from engine.transforms.build import BUILD_TRANSFORMER_REGISTRY
 from engine.transforms.lut import apply_table, compose
 from engine.transforms.results import color_keys
+from engine.transforms.shapes import channels
 
 Limit = Union[float, Tuple[float, float]]
 
@@ -310,7 +311,7 @@ class Normalize(BasicColorTransform):
         if img.dtype != np.uint8:
             return F.normalize(img, self.mean, self.std)
         # the uint8 table depends only on mean, std and the channel count: built once, not per sample
-        key = (self.mean, self.std, 1 if img.ndim == 2 else img.shape[2])
+        key = (self.mean, self.std, channels(img))
         table = self._tables.get(key)
         if table is None:
             table = self._tables[key] = F.normalize_table(*key)
