@@ -35,6 +35,7 @@ setup(
         "safetensors>=0.4",
         "tqdm>=4.66",
         "stringzilla>=5.3,<6",  # SIMD byte translation for uint8 lookup tables (Apache-2.0)
+        "simplejpeg>=1.8,<2",  # RandomCompress's JPEG round trip through TurboJPEG, RGB in and out (MIT)
     ],
     # `engine plan CONFIG` (also `python -m engine.plan`)
     entry_points={"console_scripts": ["engine = engine.cli:main"]},

@@ -4,9 +4,9 @@ Each engine transform is built from its config dict into an ``EngineDataSet``'s
 ``data_pipeline`` and run through ``SeededDataset`` (the loader's wrapper): per-sample
 seeding on, a fresh ``results`` dict per sample, exactly what a training data loader does.
 It runs in this process, as with ``num_workers=0``, so engine also pays for saving and
-restoring the training RNG states once per micro-batch (``engine.data.rng``, about 3 us a
-sample, mostly Python's ``random.getstate``), which a DataLoader worker skips: the ratios
-are engine's worst case there.
+restoring the training RNG states once per micro-batch (``engine.data.rng``, about 2 us a
+sample, mostly Python's ``random.getstate``/``setstate``), which a DataLoader worker skips:
+the ratios are engine's worst case there.
 Each albumentations 2.0.8 transform, with the same parameters, runs in its own
 ``A.Compose`` on the same images. Pixel transforms carry only the image on both sides;
 spatial ones also carry 8 boxes and 16 keypoints on both sides (a detection sample).

@@ -21,6 +21,7 @@ from engine.transforms.base import (
 from engine.transforms.build import BUILD_TRANSFORMER_REGISTRY
 from engine.transforms.lut import apply_table, compose
 from engine.transforms.results import color_keys
+from engine.transforms.shapes import channels
 
 Limit = Union[float, Tuple[float, float]]
 
@@ -298,6 +299,7 @@ class Normalize(BasicColorTransform):
         super().__init__(1.0)
         self.mean = self._check(mean, "mean", -np.inf)
         self.std = self._check(std, "std", 0.0)
+        self._tables: Dict[Tuple[Tuple[float, ...], Tuple[float, ...], int], np.ndarray] = {}
 
     def _check(self, values: Any, name: str, low: float) -> Tuple[float, ...]:
         seq = values if isinstance(values, (list, tuple)) else [values]
@@ -306,7 +308,14 @@ class Normalize(BasicColorTransform):
         return tuple(float(v) for v in seq)
 
     def apply(self, img: np.ndarray) -> np.ndarray:
-        return F.normalize(img, self.mean, self.std)
+        if img.dtype != np.uint8:
+            return F.normalize(img, self.mean, self.std)
+        # the uint8 table depends only on mean, std and the channel count: built once, not per sample
+        key = (self.mean, self.std, channels(img))
+        table = self._tables.get(key)
+        if table is None:
+            table = self._tables[key] = F.normalize_table(*key)
+        return F.apply_normalize_table(img, table)
 
 
 @BUILD_TRANSFORMER_REGISTRY.register()
