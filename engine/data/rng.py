@@ -20,7 +20,6 @@ other than MT19937, or a layout that does not match, also takes the slow path.
 
 from __future__ import annotations
 
-import _random
 import ctypes
 import random
 import sys
@@ -33,11 +32,6 @@ import torch
 _MT_WORDS = 624
 _MT_BYTES = _MT_WORDS * 4 + ctypes.sizeof(ctypes.c_int)
 _raw_layout_ok: Optional[bool] = None  # checked on first use
-#: the instance behind the ``random`` module's functions, and the C seeding under Random.seed
-_PY_RANDOM = random.seed.__self__
-_seed_mt = _random.Random.seed
-#: the RandomState behind ``np.random.*`` (np.random.seed's own target; set_bit_generator keeps it)
-_NP_RANDOM_STATE = np.random.random.__self__
 
 
 def seed_all(seed: int) -> None:
@@ -49,17 +43,8 @@ def seed_all(seed: int) -> None:
     Args:
         seed: the sample's seed, in ``[0, 2**32)`` (numpy's legacy seeding takes no more).
     """
-    # The same states as random.seed, np.random.seed and torch's CPU manual_seed, minus their
-    # Python wrappers (1-2 us of the ~11 us a sample pays): Random.seed only type-checks and
-    # clears the cached Gaussian around the C seeding; numpy's module-level seed calls
-    # RandomState.seed, which refuses (before touching anything) a generator swapped in by
-    # set_bit_generator, and only then reseeds that generator its own way.
-    _seed_mt(_PY_RANDOM, seed)
-    _PY_RANDOM.gauss_next = None
-    try:
-        _NP_RANDOM_STATE.seed(seed)
-    except TypeError:
-        np.random.seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
     torch.default_generator.manual_seed(seed)
 
 
