@@ -15,7 +15,8 @@ tensors and the fp32 master partitions ``single_partition_of_fp32_groups`` / ``f
 and other buffers (reduce buckets and the like; reported, not part of the formula).
 
 Run: ``python benchmarks/zero_memory.py [--params-m 20] [--nproc 2] [--dtypes fp32 bf16]``: one torchrun
-group per (stage, dtype).
+group measures every (dtype, stage) in turn, one engine at a time (a start costs more CPU than a
+measurement; the counts walk each engine's own tensors, so an earlier engine does not change them).
 
 Measured on the 2-core CPU machine (Ψ = 19.94M, N = 2, DeepSpeed 0.19.8), bytes per parameter per rank,
 fp32 / bf16: ZeRO-0 16.00 / 16.00, ZeRO-1 12.11 / 9.05, ZeRO-2 12.11 / 9.05, ZeRO-3 10.00 / 8.00; within
@@ -101,12 +102,12 @@ def model_state_bytes(engine: Any) -> Dict[str, int]:
 
 
 def worker(stage: int, dtype: str, params_m: float) -> Dict[str, Any]:
-    """One rank: build, step once, forward/backward again, count model state."""
+    """One rank, one (stage, dtype): build, step once, forward/backward again, count model state."""
     import deepspeed
     from torch import nn
 
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # no JIT build on CPU
-    deepspeed.init_distributed(dist_backend="gloo")
+    deepspeed.init_distributed(dist_backend="gloo")  # once: later calls find the group up
     torch.manual_seed(0)
     hidden = 1024
     layers = max(1, round(params_m * 1e6 / (hidden * hidden + hidden)))
@@ -155,25 +156,27 @@ def main() -> None:
     parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=("fp32", "bf16"))
     parser.add_argument("--stages", nargs="+", type=int, default=[0, 1, 2, 3])
     parser.add_argument("--json", action="store_true", help="print the per-rank rows as one JSON list")
-    parser.add_argument("--worker", nargs=2, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker is not None:
-        print("ZMEM " + json.dumps(worker(int(args.worker[0]), args.worker[1], args.params_m)), flush=True)
+    if args.worker:
+        mine = [worker(stage, dtype, args.params_m) for dtype in args.dtypes for stage in args.stages]
+        every: List[Any] = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(every, mine)  # rank 0 prints: lines of two ranks would interleave
+        if torch.distributed.get_rank() == 0:
+            for row in (row for rows in every for row in rows):
+                print("ZMEM " + json.dumps(row), flush=True)
         return
     from engine.launch import free_port
 
-    rows: List[Dict[str, Any]] = []
-    for dtype in args.dtypes:
-        for stage in args.stages:
-            cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={args.nproc}",
-                   f"--master_port={free_port()}", os.path.abspath(__file__), "--params-m", str(args.params_m),
-                   "--worker", str(stage), dtype]
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-            found = [json.loads(line.split(" ", 1)[1]) for line in out.stdout.splitlines() if line.startswith("ZMEM ")]
-            if out.returncode != 0 or len(found) != args.nproc:
-                print(f"stage {stage} {dtype} failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}", flush=True)
-                continue
-            rows += sorted(found, key=lambda r: r["rank"])
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={args.nproc}",
+           f"--master_port={free_port()}", os.path.abspath(__file__), "--params-m", str(args.params_m),
+           "--dtypes", *args.dtypes, "--stages", *map(str, args.stages), "--worker"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600 * len(args.dtypes))
+    rows: List[Dict[str, Any]] = sorted(
+        (json.loads(line.split(" ", 1)[1]) for line in out.stdout.splitlines() if line.startswith("ZMEM ")),
+        key=lambda r: (args.dtypes.index(r["dtype"]), r["stage"], r["rank"]))
+    if out.returncode != 0 or len(rows) != args.nproc * len(args.dtypes) * len(args.stages):
+        print(f"the measuring start failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}", flush=True)
     if not rows:
         sys.exit("no run succeeded")
     if args.json:

@@ -101,7 +101,7 @@ def planned_bytes(stage: int, dtype: str, psi: int, largest: int) -> int:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_memory_figure_is_within_10_percent_of_the_measured_bytes_per_rank():
-    """fp32 here (four 2-rank runs); bf16 agrees as closely (docs/plan.md, the benchmark's docstring)."""
+    """fp32 here (stages 0-3 in one 2-rank start); bf16 agrees as closely (docs/plan.md, the benchmark's docstring)."""
     result = run_cli([sys.executable, str(REPO / "benchmarks" / "zero_memory.py"), "--params-m", "8", "--nproc", "2",
                       "--dtypes", "fp32", "--json"], timeout=800)
     assert result.returncode == 0, result.stdout[-3000:]
