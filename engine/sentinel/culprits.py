@@ -21,7 +21,6 @@ the same size (ZeRO-3 forwards are collectives).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -31,6 +30,7 @@ from torch.utils.data import default_collate
 from engine.checkpoint.state import capture_rng, restore_rng
 from engine.data.loader import SeededDataset
 from engine.events.storage import EventStorage
+from engine.sentinel.records import encode_number
 
 Item = Tuple[int, int]  # (dataset index, sample seed)
 
@@ -59,7 +59,7 @@ class SampleVerdict:
 
     def to_json(self) -> Dict[str, Any]:
         return {"micro_batch": self.micro_batch, "position": self.position, "index": self.index, "seed": self.seed,
-                "nonfinite": list(self.verdict.nonfinite), "values": json_floats(self.verdict.values)}
+                "nonfinite": list(self.verdict.nonfinite), "values": {k: encode_number(v) for k, v in self.verdict.values.items()}}
 
 
 @dataclass
@@ -136,11 +136,6 @@ def _forward(model: Any, batch: Any) -> Verdict:
         if not bool(torch.isfinite(tensor).all()):
             nonfinite.append(name)
     return Verdict(values, nonfinite)
-
-
-def json_floats(values: Mapping[str, float]) -> Dict[str, Any]:
-    """NaN/inf as the strings ``"nan"``, ``"inf"``, ``"-inf"``: JSON has no literal for them."""
-    return {k: (v if math.isfinite(v) else str(v)) for k, v in values.items()}
 
 
 def describe(verdicts: Sequence[MicroBatchVerdict]) -> List[str]:

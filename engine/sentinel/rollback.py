@@ -28,7 +28,8 @@ from typing import Any, Dict, List, Optional
 
 from engine import comm
 from engine.checkpoint.resume import choose_tag, load_checkpoint
-from engine.sentinel.culprits import Item, MicroBatchVerdict, describe, find_culprits, json_floats
+from engine.sentinel.culprits import Item, MicroBatchVerdict, describe, find_culprits
+from engine.sentinel.records import make_record, micro_batch_items
 
 logger = logging.getLogger("engine")
 
@@ -54,10 +55,10 @@ class BadStep:
 
     def record(self, checkpoint: Optional[str]) -> Dict[str, Any]:
         """This rank's line in the ``bad_batches.jsonl`` form, with its culprit samples."""
-        return {"step": self.step, "iteration": self.iteration, "rank": self.dp_rank, "reason": "nonfinite",
-                "micro_batches": [[list(item) for item in mb] for mb in self.micro_batches],
-                "losses": json_floats(self.losses), "grad_norm": None, "z": None, "checkpoint": checkpoint,
-                "epoch": self.epoch, "culprits": [s.to_json() for v in self.verdicts for s in v.culprits]}
+        line = make_record(step=self.step, iteration=self.iteration, rank=self.dp_rank, reason="nonfinite",
+                           micro_batches=self.micro_batches, losses=self.losses, grad_norm=None, z=None,
+                           checkpoint=checkpoint, epoch=self.epoch)
+        return dict(line, culprits=[s.to_json() for v in self.verdicts for s in v.culprits])
 
 
 def examine_step(trainer: Any, losses: Dict[str, float]) -> BadStep:
@@ -67,8 +68,8 @@ def examine_step(trainer: Any, losses: Dict[str, float]) -> BadStep:
         trainer: the ``BaseTrainer``: its sampler, position, data set, collate function and bundle.
         losses: this rank's step means of the outputs, as floats.
     """
-    position, micro = trainer._sampler_position(trainer.iter), trainer.micro_batch
-    batches = [trainer.sampler.items(position + m * micro, micro) for m in range(trainer.accumulation)]
+    batches = micro_batch_items(trainer.sampler, trainer._sampler_position(trainer.iter), trainer.micro_batch,
+                                trainer.accumulation)
     verdicts = find_culprits(trainer.model, trainer.train_dataset, batches, epoch=trainer.loop_counter,
                              collate_fn=trainer.collate_train_fn,
                              seed_per_sample=bool(trainer.cfg.DATALOADER.SEED_PER_SAMPLE))

@@ -21,7 +21,7 @@ from engine.model.base_model import split_step_output
 from engine.model.build import build_model
 from engine.model.run_plan import current_plan
 from engine.runplan.plan import GENERATOR, RunPlan, use_run_plan
-from engine.sentinel.sentinel import build_sentinel
+from engine.sentinel.sentinel import build_sentinel, scalar_floats
 from engine.trainer.registry import BUILD_TRAINER_REGISTRY
 from engine.events.hooks import HookBase
 from engine.events.step import Rewind
@@ -237,8 +237,7 @@ class BaseTrainer(TrainFrameworkTrainerSurface, TrainLoop):
         step, count = self.iter + 1, self.model.skipped_nonfinite_steps
         policy = str(self.cfg.SOLVER.NAN_POLICY).lower()
         if policy == "rollback":  # the step's outputs are read here: a rolled-back step is not logged
-            losses = {k: float(v) for k, v in self.storage.pop_step().items() if torch.as_tensor(v).numel() == 1}
-            bad = examine_step(self, losses)
+            bad = examine_step(self, scalar_floats(self.storage.pop_step()))
             try:
                 resume_at = roll_back(self, bad, int(self.cfg.SOLVER.MAX_ROLLBACKS))
             except RollbackRefused as refused:
