@@ -33,6 +33,8 @@ import torch
 from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
 
+from engine.data.batch import batch_size
+
 logger = logging.getLogger("engine")
 
 #: Dense peak TFLOP/s per device as (bf16/fp16, tf32), matched as a substring of
@@ -119,8 +121,8 @@ class TrainingFlopsCounter:
         self._pending = True
 
     @contextlib.contextmanager
-    def counting(self, samples: int) -> Iterator[None]:
-        """Count the block's FLOPs the first time (``samples``: samples in that micro-batch)."""
+    def counting(self, data: Any) -> Iterator[None]:
+        """Count the block's FLOPs the first time (``data``: that micro-batch, for its number of samples)."""
         if not self._pending:
             yield
             return
@@ -128,7 +130,7 @@ class TrainingFlopsCounter:
         counter = FlopCounterMode(display=False)
         with counter:
             yield
-        self.per_sample = TRAINING_FLOPS_PER_FORWARD * counter.get_total_flops() / max(samples, 1)
+        self.per_sample = TRAINING_FLOPS_PER_FORWARD * counter.get_total_flops() / max(batch_size(data), 1)
 
 
 def device_peak_tflops(device_name: str, dtype: torch.dtype) -> Optional[float]:

@@ -14,7 +14,6 @@ from engine.model.ema import build_ema
 from engine.model.precision import compute_dtype, to_device
 from engine.model.engine_wrap import StepOutcome, backward_step, wrap_network
 from engine.model.item_norm import ItemWeights, WeightedLoss
-from engine.data.batch import batch_size
 from engine.log.flops import TrainingFlopsCounter
 from engine.model.run_plan import current_plan
 from engine.model.zero_init import construction_context  # zero_init
@@ -146,7 +145,7 @@ class BaseModel(TrainFrameworkModelSurface):
                 self.ema.update()
             return StepResult(outputs or {}, skipped=False, boundary=outputs is not None)
         self.last_epoch = epoch
-        with self.flops.counting(batch_size(data)) if self.flops is not None else contextlib.nullcontext():
+        with self.flops.counting(data) if self.flops is not None else contextlib.nullcontext():
             output = self.run_step(data, epoch=epoch)
         loss, scalars = split_step_output(output, type(self).__name__)
         logged = loss.detach()

@@ -118,11 +118,13 @@ def test_a_zero3_partitioned_parameter_is_counted_at_its_full_shape():
 def test_the_first_training_forward_is_counted_as_it_runs_and_later_ones_are_not():
     counter = TrainingFlopsCounter()
     net, batch = nn.Linear(16, 32), 8
-    with counter.counting(batch):
-        net(torch.randn(batch, 16))
+    first = torch.randn(batch, 16)
+    with counter.counting(first):
+        net(first)
     assert counter.per_sample == 3 * 2 * 16 * 32
-    with counter.counting(1):  # a later micro-batch: no counting, the figure stays
-        net(torch.randn(1, 16))
+    later = torch.randn(1, 16)
+    with counter.counting(later):  # a later micro-batch: no counting, the figure stays
+        net(later)
     assert counter.per_sample == 3 * 2 * 16 * 32
 
 
