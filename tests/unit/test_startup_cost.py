@@ -9,6 +9,7 @@ import types
 import pytest
 
 import engine
+from engine import deferred_import
 from engine.launch import _mark_incompatible
 
 
@@ -65,7 +66,7 @@ def _deferred_package(tmp_path, monkeypatch, name):
     (pkg / "sub.py").write_text("import builtins\nbuiltins.RUNS.append('sub')\n")
     monkeypatch.setattr(builtins, "RUNS", [], raising=False)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(sys, "meta_path", [engine.DeferredImport({name: engine._DeferredLoader})] + sys.meta_path)
+    monkeypatch.setattr(sys, "meta_path", [engine.DeferredImport({name: deferred_import._DeferredLoader})] + sys.meta_path)
     monkeypatch.delitem(sys.modules, name, raising=False)
     monkeypatch.delitem(sys.modules, f"{name}.sub", raising=False)
     return builtins.RUNS
@@ -91,7 +92,7 @@ def test_a_deferred_package_runs_before_its_submodule(tmp_path, monkeypatch):
 
 
 def test_a_missing_deferred_module_fails_at_import(monkeypatch):
-    finder = engine.DeferredImport({"no_such_pkg_xyz": engine._DeferredLoader})
+    finder = engine.DeferredImport({"no_such_pkg_xyz": deferred_import._DeferredLoader})
     monkeypatch.setattr(sys, "meta_path", [finder] + sys.meta_path)
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("no_such_pkg_xyz")
@@ -124,7 +125,7 @@ def plus_one(x):
 """
 
 
-class _FakeCompiledLater(engine._CompiledLater):
+class _FakeCompiledLater(deferred_import._CompiledLater):
     compiler = "fake_compiler_c"
 
 
@@ -152,10 +153,10 @@ def test_deepspeeds_muon_kernels_resolve_to_torch_compile():
 
     assert muon_optimizer.MuonWithAuxAdam.__mro__[1] is original_muon.MuonWithAuxAdam
     stand_in = original_muon.muon_update
-    if isinstance(stand_in, engine._CompileOnFirstCall):  # not compiled yet by an earlier test
+    if isinstance(stand_in, deferred_import._CompileOnFirstCall):  # not compiled yet by an earlier test
         stand_in._resolve()
     for name in ("muon_update", "zeropower_via_newtonschulz5", "zeropower_via_gram_newtonschulz"):
         compiled = getattr(original_muon, name)
-        assert not isinstance(compiled, engine._CompileOnFirstCall), name
+        assert not isinstance(compiled, deferred_import._CompileOnFirstCall), name
         assert compiled._torchdynamo_orig_callable.__name__ == name  # what torch.compile returns
     assert stand_in._compiled is original_muon.muon_update
