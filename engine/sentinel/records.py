@@ -26,7 +26,7 @@ import json
 import logging
 import math
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 logger = logging.getLogger("engine")
 
@@ -84,15 +84,27 @@ def make_record(*, step: int, iteration: int, rank: int, reason: str, micro_batc
             "epoch": int(epoch)}
 
 
-class BadBatchLog:
-    """Appends records to ``<output_dir>/bad_batches.jsonl``; used on global rank 0 only.
+def one_per_replica(parts: Sequence[Any], dp_rank: Callable[[Any], int]) -> List[Any]:
+    """The first part of each data-parallel rank, in rank order.
+
+    Why: every rank of one model replica (its pipeline stages, its tensor-parallel shards)
+    read the same samples, so a step's gathered parts say each replica's story several times.
+    """
+    first: Dict[int, Any] = {}
+    for part in parts:
+        first.setdefault(int(dp_rank(part)), part)
+    return [first[rank] for rank in sorted(first)]
+
+
+class RecordLog:
+    """Appends JSON lines to one file (``bad_batches.jsonl``, ``rollbacks.jsonl``); used on global rank 0 only.
 
     Args:
-        output_dir: the run's folder.
+        path: the file; created on the first append.
     """
 
-    def __init__(self, output_dir: str) -> None:
-        self.path = os.path.join(output_dir, BAD_BATCHES_FILE)
+    def __init__(self, path: str) -> None:
+        self.path = path
         self._checked_tail = False
 
     def append(self, records: Sequence[Dict[str, Any]]) -> bool:
@@ -115,9 +127,20 @@ class BadBatchLog:
             finally:
                 os.close(fd)
         except OSError as exc:
-            logger.error(f"could not append {len(records)} bad-batch record(s) to {self.path}: {exc}")
+            logger.error(f"could not append {len(records)} record(s) to {self.path}: {exc}")
             return False
         return True
+
+
+class BadBatchLog(RecordLog):
+    """The run's ``<output_dir>/bad_batches.jsonl``.
+
+    Args:
+        output_dir: the run's folder.
+    """
+
+    def __init__(self, output_dir: str) -> None:
+        super().__init__(os.path.join(output_dir, BAD_BATCHES_FILE))
 
 
 def cut_torn_line(path: str) -> None:

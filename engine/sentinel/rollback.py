@@ -20,7 +20,6 @@ either file.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from typing import Any, Dict, List, Optional
 from engine import comm
 from engine.checkpoint.resume import choose_tag, load_checkpoint
 from engine.sentinel.culprits import Item, MicroBatchVerdict, describe, find_culprits
-from engine.sentinel.records import make_record, micro_batch_items
+from engine.sentinel.records import RecordLog, make_record, micro_batch_items, one_per_replica
 
 logger = logging.getLogger("engine")
 
@@ -122,14 +121,7 @@ def roll_back(trainer: Any, bad: BadStep, max_rollbacks: int) -> int:
 
 def _append_records(output_dir: str, everyone: List[BadStep], tag: str, skip: List[int], step: int) -> None:
     """Rank 0 appends one line per data-parallel rank to ``rollbacks.jsonl``, flushed and fsynced."""
-    if not comm.is_main_process():
-        return
-    ranks = {}
-    for bad in everyone:  # ranks of one replica (tensor/pipeline parallel) saw the same samples
-        ranks.setdefault(bad.dp_rank, bad)
-    text = "".join(json.dumps(dict(bad.record(tag), skip_samples=skip, rolled_back_to=step)) + "\n"
-                   for _, bad in sorted(ranks.items()))
-    with open(os.path.join(output_dir, ROLLBACKS_FILE), "a") as f:  # one write: no partial line from a clean run
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    if comm.is_main_process():
+        RecordLog(os.path.join(output_dir, ROLLBACKS_FILE)).append(
+            [dict(bad.record(tag), skip_samples=skip, rolled_back_to=step)
+             for bad in one_per_replica(everyone, lambda bad: bad.dp_rank)])

@@ -24,7 +24,7 @@ import torch
 from engine import comm
 from engine.errors import EngineError
 from engine.events.hooks import HookBase
-from engine.sentinel.records import BadBatchLog, make_record, micro_batch_items
+from engine.sentinel.records import BadBatchLog, make_record, micro_batch_items, one_per_replica
 from engine.sentinel.spike import Spike, SpikeWindow
 
 logger = logging.getLogger("engine")
@@ -80,13 +80,10 @@ class BadBatchSentinel:
             return
         step, checkpoint = trainer.iter + 1, trainer.checkpoint.newest_complete_tag()
         grad_norm = generator_grad_norm(trainer.model)
-        by_rank: Dict[int, Dict[str, Any]] = {}
-        for one in parts:  # ranks of one model replica (pipeline stages, TP shards) read the same samples
-            by_rank.setdefault(one["rank"], one)
-        self.log.append([make_record(step=step, iteration=trainer.iter, rank=rank, reason=reason,
+        self.log.append([make_record(step=step, iteration=trainer.iter, rank=one["rank"], reason=reason,
                                      micro_batches=one["micro_batches"], losses=one["losses"], grad_norm=grad_norm,
                                      z=z, checkpoint=checkpoint, epoch=trainer.loop_counter)
-                         for rank, one in sorted(by_rank.items())])
+                         for one in one_per_replica(parts, lambda part: part["rank"])])
 
     # ---- trainer state --------------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:

@@ -14,7 +14,7 @@ import pytest
 import engine.config.no_effect as no_effect
 from engine.config import build_cfg
 from engine.errors import ConfigError, EngineError
-from engine.sentinel.records import BadBatchLog, make_record, micro_batch_items, read_bad_batches
+from engine.sentinel.records import BadBatchLog, make_record, micro_batch_items, one_per_replica, read_bad_batches
 from engine.sentinel.spike import SpikeWindow
 from engine.data.samplers import TrainingSampler
 
@@ -125,7 +125,13 @@ def test_a_record_that_cannot_be_written_is_an_error_line_not_a_crash(tmp_path, 
     log = BadBatchLog(str(tmp_path / "missing"))
     with caplog.at_level(logging.ERROR, logger="engine"):
         assert not log.append([{"step": 1}])
-    assert "could not append 1 bad-batch record(s)" in caplog.text
+    assert f"could not append 1 record(s) to {log.path}" in caplog.text
+
+
+def test_one_part_per_data_parallel_rank_in_rank_order():
+    """Pipeline stages and tensor-parallel shards of one replica gather the same story: it is kept once."""
+    parts = [{"rank": 1, "stage": 0}, {"rank": 0, "stage": 0}, {"rank": 1, "stage": 1}, {"rank": 0, "stage": 1}]
+    assert one_per_replica(parts, lambda part: part["rank"]) == [{"rank": 0, "stage": 0}, {"rank": 1, "stage": 0}]
 
 
 def cfg_with(spike):
