@@ -132,6 +132,32 @@ class Checkpointer(SeedCheckpointMembers):
             finish_async_save(self, self._pending_model, self.pending_save, self.writer, block=True)
             self._clear_pending()
 
+    def settle_after_failure(self) -> None:
+        """A step raised: let this rank's background write (if any) finish before the process ends.
+
+        In a one-process run the tag is then completed as usual (its only writer is done).
+        With several ranks it stays incomplete: completing it is a collective, and the other
+        ranks have failed too or are still training, so resume starts from the previous
+        complete tag. Errors here are logged, not raised: the training's own error is the
+        one to see.
+        """
+        if self.pending_save is None:
+            return
+        tag_dir = self.pending_save.tag_dir
+        try:
+            if comm.get_world_size() == 1:
+                self.wait()
+                logger.info(f"the run failed; the asynchronous save {tag_dir} in flight was completed first")
+                return
+            self.writer.wait()
+            logger.warning(f"the run failed during the asynchronous save {tag_dir}: this rank's files are written, "
+                           "but the tag is not marked complete (every rank must confirm); --resume starts from the "
+                           "previous complete checkpoint")
+        except Exception:  # noqa: BLE001 - reported, not raised: the step's error is what the user must see
+            logger.exception(f"the asynchronous save {tag_dir} in flight failed after the run failed")
+        finally:
+            self._clear_pending()
+
     def _clear_pending(self) -> None:
         self.pending_save, self._pending_model = None, None
 

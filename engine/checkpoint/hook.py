@@ -74,6 +74,11 @@ class CheckpointHook(PeriodicHook):
         if self.requests is not None:
             self.requests.stop()
 
+    def after_failure(self) -> None:
+        self.checkpointer.settle_after_failure()  # a save in flight is not left half-written
+        if self.requests is not None:
+            self.requests.stop()
+
 
 def _stop_now(step: int, why: str, code: int) -> None:
     """Leave like a preempted job: no after_train, no after_loop; ``code`` tells the scheduler what to do.

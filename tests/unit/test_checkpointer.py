@@ -11,6 +11,7 @@ import os
 import pytest
 import torch
 
+from engine import comm
 from engine.checkpoint import layout
 from engine.checkpoint.async_writer import BackgroundWriter
 from engine.checkpoint.checkpointer import Checkpointer
@@ -100,6 +101,24 @@ def test_async_save_completes_on_wait_and_a_step_is_saved_once(tmp_path):
     assert checkpointer.save_once(model, {"iteration": 3}, 3) is None  # the hook and the seed's save: once
     blocking = checkpointer.save_tag(model, {"iteration": 4}, 4, blocking=True)  # the NaN stop's save
     assert checkpointer.pending_save is None and layout.complete_tags(checkpointer.root) == [os.path.basename(blocking)]
+
+
+@pytest.mark.parametrize("world", [1, 2])
+def test_a_failed_run_settles_the_save_in_flight(tmp_path, monkeypatch, caplog, world):
+    """The crash handler (CheckpointHook.after_failure) waits for the background write; alone it completes the tag."""
+    checkpointer = Checkpointer(str(tmp_path), max_keep=2, writer=BackgroundWriter())
+    model = TinyBundle()
+    done = checkpointer.save_tag(model, {"iteration": 1}, 1)
+    checkpointer.wait()
+    tag_dir = checkpointer.save_tag(model, {"iteration": 2}, 2)
+    monkeypatch.setattr(comm, "get_world_size", lambda: world)
+    with caplog.at_level(logging.INFO, logger="engine"):
+        CheckpointHook(checkpointer, period=1).after_failure()
+    assert checkpointer.pending_save is None and not checkpointer.writer.busy
+    assert os.path.exists(layout.rank_state_file(tag_dir, 0))  # this rank's files are on disk either way
+    complete = [os.path.basename(tag_dir), os.path.basename(done)] if world == 1 else [os.path.basename(done)]
+    assert layout.complete_tags(checkpointer.root) == complete
+    assert ("was completed first" if world == 1 else "not marked complete") in caplog.text
 
 
 def test_max_keep_below_one_is_refused(tmp_path):
