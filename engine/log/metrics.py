@@ -138,12 +138,21 @@ class MetricsWindow:
         out["perf/tflops_per_device"] = utilisation * self.peak_flops / 1e12
 
 
+def global_grad_norm(engine: Any) -> Optional[float]:
+    """The engine's global gradient norm of the last step when DeepSpeed computed one (ZeRO 1-3, bf16), else None.
+
+    Non-finite norms are returned as they are: the metrics leave them out, the bad-batch record keeps them.
+    """
+    norm = engine.get_global_grad_norm() if hasattr(engine, "get_global_grad_norm") else None
+    return None if norm is None else float(norm)
+
+
 def engine_scalars(name: str, engine: Any) -> Dict[str, float]:
     """Gradient norm (when finite) and, under fp16, loss scale and skipped steps of one DeepSpeed engine."""
     out: Dict[str, float] = {}
-    norm = engine.get_global_grad_norm() if hasattr(engine, "get_global_grad_norm") else None
-    if norm is not None and math.isfinite(float(norm)):
-        out[f"grad_norm/{name}"] = float(norm)
+    norm = global_grad_norm(engine)
+    if norm is not None and math.isfinite(norm):
+        out[f"grad_norm/{name}"] = norm
     if hasattr(engine, "fp16_enabled") and engine.fp16_enabled():
         out[f"fp16/{name}/skipped_steps"] = float(engine.skipped_steps)
         scale = getattr(engine.optimizer, "cur_scale", None)

@@ -24,6 +24,7 @@ import torch
 from engine import comm
 from engine.errors import EngineError
 from engine.events.hooks import HookBase
+from engine.log.metrics import global_grad_norm
 from engine.sentinel.records import BadBatchLog, make_record, micro_batch_items, one_per_replica
 from engine.sentinel.spike import Spike, SpikeWindow
 
@@ -146,6 +147,5 @@ def generator_grad_norm(model: Any) -> Optional[float]:
     """The generator engine's global gradient norm of this step, when DeepSpeed computed one (ZeRO 1-3, bf16)."""
     engines = getattr(model, "engines", {})
     engine = engines.get("generator", next(iter(engines.values()), None))
-    norm = engine.get_global_grad_norm() if hasattr(engine, "get_global_grad_norm") else None
-    return None if norm is None else float(norm)
+    return global_grad_norm(engine)
 
