@@ -2,11 +2,12 @@
 
 Each engine transform is built from its config dict into an ``EngineDataSet``'s
 ``data_pipeline`` and run through ``SeededDataset`` (the loader's wrapper): per-sample
-seeding on, a fresh ``results`` dict per sample, exactly what a training data loader does.
-It runs in this process, as with ``num_workers=0``, so engine also pays for saving and
-restoring the training RNG states once per micro-batch (``engine.data.rng``, about 2 us a
-sample, mostly Python's ``random.getstate``/``setstate``), which a DataLoader worker skips:
-the ratios are engine's worst case there.
+seeding on, a fresh ``results`` dict per sample, exactly what a training data-loader worker
+does (``SeededDataset.seeded_samples``, one micro-batch at a time). ``--main-process``
+measures ``num_workers=0`` instead, where engine also saves and restores the training RNG
+states once per micro-batch (``engine.data.rng``, about 2-3 us a sample, mostly Python's
+``random.getstate``/``setstate``); a worker does not, and the one thread per contestant
+(below) is a worker's setting, so the default charges engine what a worker pays.
 Each albumentations 2.0.8 transform, with the same parameters, runs in its own
 ``A.Compose`` on the same images. Pixel transforms carry only the image on both sides;
 spatial ones also carry 8 boxes and 16 keypoints on both sides (a detection sample).
@@ -25,6 +26,7 @@ albumentations ``Compose``, 512 x 512 uint8.
 
     python benchmarks/augment.py [--sizes 256,512,1024] [--dtypes uint8,float32] [--rounds 5]
                                  [--pass-ms 60] [--only RandomGamma,Resize] [--skip-pipeline]
+                                 [--main-process]
 
 Prints numbers; it is not a test. Needs albumentations (the ``test`` extra).
 """
@@ -171,17 +173,24 @@ class BenchDataset(EngineDataSet):
 #: samples per micro-batch: both sides hold a batch's outputs until the batch is done, as a loader does
 #: (``--batch``; 1 drops each output at once, so the allocator hands the same memory back every call)
 BATCH = 16
+#: fetch as the main process does (``--main-process``: RNG snapshot around each micro-batch), not as a worker
+MAIN_PROCESS = False
 
 
 def engine_pass(transformer: List[dict], samples: Samples, spatial: bool, calls: int) -> Callable[[], None]:
-    """``calls`` samples fetched a micro-batch at a time through ``SeededDataset.__getitems__``, as DataLoader does."""
+    """``calls`` samples fetched a micro-batch at a time through ``SeededDataset``, as a DataLoader worker does.
+
+    A worker's ``__getitems__`` is ``seeded_samples`` (``get_worker_info()`` is set there,
+    not here); with ``--main-process``, ``__getitems__`` itself, RNG snapshot included.
+    """
     dataset = SeededDataset(BenchDataset(transformer, samples, spatial, calls))
+    fetch = dataset.__getitems__ if MAIN_PROCESS else dataset.seeded_samples
     items = [(i, 1000 + i) for i in range(calls)]  # (index, per-sample seed), as the sampler yields them
     batches = [items[k:k + BATCH] for k in range(0, calls, BATCH)]
 
     def run() -> None:
         for batch in batches:
-            dataset.__getitems__(batch)
+            fetch(batch)
     return run
 
 
@@ -272,7 +281,7 @@ def keep_freed_memory() -> bool:
 
 
 def main() -> None:
-    global BATCH
+    global BATCH, MAIN_PROCESS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="256,512,1024", help="square edge lengths, comma-separated")
     parser.add_argument("--dtypes", default="uint8,float32")
@@ -283,8 +292,10 @@ def main() -> None:
     parser.add_argument("--skip-pipeline", action="store_true", help="leave out the seed README pipeline")
     parser.add_argument("--fresh-memory", action="store_true",
                         help="leave glibc's allocator at its defaults (outputs land on fresh pages)")
+    parser.add_argument("--main-process", action="store_true",
+                        help="fetch as num_workers=0 does (training RNG saved and restored per micro-batch)")
     args = parser.parse_args()
-    BATCH = args.batch
+    BATCH, MAIN_PROCESS = args.batch, args.main_process
     memory = "glibc defaults" if args.fresh_memory or not keep_freed_memory() else "freed memory kept for reuse"
     warnings.filterwarnings("ignore", module="albumentations")
     cv2.setNumThreads(0)
@@ -292,7 +303,8 @@ def main() -> None:
     cases = [c for c in CASES if not only or c.name in only]
     columns = [f"{s} {d}" for d in args.dtypes.split(",") for s in args.sizes.split(",")]
     print(f"engine.transforms vs albumentations {A.__version__}, cv2 {cv2.__version__}, 1 thread, "
-          f"{args.rounds} alternating rounds, micro-batch {BATCH}, {memory}, CPU time;\n"
+          f"{args.rounds} alternating rounds, micro-batch {BATCH}, {memory}, CPU time, "
+          f"{'main process (RNG snapshot per micro-batch)' if MAIN_PROCESS else 'as a loader worker'};\n"
           f"ratio of median img/s (engine / albumentations, > 1: engine faster)")
     rows: Dict[str, Dict[str, float]] = {c.name: {} for c in cases}
     rates: Dict[str, Tuple[float, float]] = {}

@@ -103,16 +103,31 @@ class SeededDataset(Dataset):
         """A whole micro-batch (DataLoader calls this when it exists): RNG states saved once per batch."""
         if not self.seed_per_sample:
             return [self.dataset[index] for index, _ in items]
-        saved = None if get_worker_info() is not None else rng.capture()
+        if get_worker_info() is not None:  # a worker's RNG states serve nothing but its samples
+            return self.seeded_samples(items)
+        saved = rng.capture()
         try:
-            samples = []
-            for index, seed in items:
-                rng.seed_all(seed)
-                samples.append(self.dataset[index])
-            return samples
+            return self.seeded_samples(items)
         finally:
-            if saved is not None:
-                rng.restore(saved)
+            rng.restore(saved)
+
+    def seeded_samples(self, items: List[Tuple[int, int]]) -> List[Any]:
+        """Each ``(index, seed)`` item loaded right after seeding every RNG with its seed.
+
+        This is all a loader worker runs per micro-batch; the main process also saves and
+        restores the training RNG states around it (``__getitems__``).
+
+        Args:
+            items: ``(index, seed)`` pairs, as the training sampler yields them.
+
+        Returns:
+            The samples, in the order of ``items``.
+        """
+        samples = []
+        for index, seed in items:
+            rng.seed_all(seed)
+            samples.append(self.dataset[index])
+        return samples
 
     def __getattr__(self, name: str) -> Any:  # expose the user's dataset attributes
         if name == "dataset":

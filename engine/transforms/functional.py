@@ -287,9 +287,10 @@ def to_gray(img: np.ndarray) -> np.ndarray:
         return img
     _check_rgb(img)
     if img.dtype == np.uint8:
-        # Weigh with cvtColor's fixed-point kernel, then interleave three copies with cv2.merge:
-        # about 1.2x faster than replicating with a second cvtColor (GRAY2RGB), and than
-        # one 3 x 3 cv2.transform, which works in floating point.
+        # Weigh with cvtColor's fixed-point kernel, then interleave three copies with cv2.merge.
+        # cvtColor's GRAY2RGB copies a hot plane faster, but with a loader's outputs held the
+        # three-channel write dominates and the two measure the same; one 3 x 3 cv2.transform,
+        # in floating point, is slower than both (and rounds differently).
         gray_plane = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
         return cv2.merge((gray_plane, gray_plane, gray_plane))
     # float32: one cv2.transform pass (every output channel the luma row) reads and writes the

@@ -33,7 +33,9 @@ from engine.transforms.base import INTERPOLATIONS
 def image_keys(results: dict) -> List[str]:
     """Every array a spatial transform moves: ``img_fields`` then masks not already listed."""
     keys = list(results.get("img_fields", ()))
-    keys += [k for k in results.get("mask_fields", ()) if k not in keys]
+    masks = results.get("mask_fields")
+    if masks:  # most samples have none: no second pass (these helpers run several times a sample)
+        keys += [k for k in masks if k not in keys]
     return keys
 
 
@@ -43,8 +45,9 @@ def is_mask(results: dict, key: str) -> bool:
 
 def color_keys(results: dict) -> List[str]:
     """Keys pixel transforms change: ``color_fields`` minus masks (a mask is never recolored)."""
-    masks = results.get("mask_fields", ())
-    return [k for k in results.get("color_fields", ()) if k not in masks]
+    masks = results.get("mask_fields")
+    keys = results.get("color_fields", ())
+    return [k for k in keys if k not in masks] if masks else list(keys)
 
 
 def interpolation_for(results: dict, key: str, default: int) -> int:
@@ -67,15 +70,16 @@ def pad_value_for(results: dict, key: str, default: float = 0) -> float:
 
 def image_hw(results: dict) -> Tuple[int, int]:
     """(h, w) of the images, checked to agree; ``img_shape`` when there are no image arrays."""
-    shapes = {k: results[k].shape[:2] for k in image_keys(results)}
-    if not shapes:
+    keys = image_keys(results)
+    if not keys:
         if "img_shape" not in results:
             raise KeyError("results has no img_fields/mask_fields arrays and no 'img_shape'")
         return tuple(int(v) for v in results["img_shape"][:2])
-    if len(set(shapes.values())) > 1:
+    hw = results[keys[0]].shape[:2]
+    if any(results[k].shape[:2] != hw for k in keys[1:]):
+        shapes = {k: results[k].shape[:2] for k in keys}
         raise ValueError(f"image arrays of one sample differ in size: {shapes}")
-    h, w = next(iter(shapes.values()))
-    return int(h), int(w)
+    return int(hw[0]), int(hw[1])
 
 
 def as_boxes(results: dict, key: str) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""engine.data.rng: the main-process snapshot of the global RNGs puts back every bit of state."""
+"""engine.data.rng: the main-process snapshot of the global RNGs puts back every bit of state (and a worker skips it)."""
 
 import random
 
@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from engine.data import rng
+from engine.data.loader import SeededDataset
 
 
 def _legacy_state():
@@ -67,3 +68,24 @@ def test_seeded_draws_match_plain_reseeding():
     assert ours[0] == random.random()
     np.testing.assert_array_equal(ours[1], np.random.standard_normal(3))
     assert torch.equal(ours[2], torch.rand(2))
+
+
+class _DrawsFromEveryRng:
+    def __getitem__(self, index):
+        return index, random.random(), float(np.random.random()), float(torch.rand(()))
+
+
+def test_seeded_samples_is_the_batch_without_the_snapshot():
+    """A worker's fetch: the same samples as ``__getitems__``, the RNGs left where the last sample left them."""
+    dataset, items = SeededDataset(_DrawsFromEveryRng()), [(0, 7), (1, 8)]
+    np.random.seed(1)
+    training = np.random.random()
+    np.random.seed(1)
+    batch = dataset.__getitems__(items)
+    assert np.random.random() == training  # the main process's fetch puts the training RNG back
+    assert dataset.seeded_samples(items) == batch
+    rng.seed_all(8)
+    _DrawsFromEveryRng()[1]
+    after_last = random.random(), np.random.random(), torch.rand(())
+    dataset.seeded_samples(items)
+    assert (random.random(), np.random.random(), torch.rand(())) == after_last

@@ -76,6 +76,8 @@ def test_gray_is_the_601_luma_on_every_channel():
     luma = IMG.astype(np.float64) @ [0.299, 0.587, 0.114]
     assert out.shape == IMG.shape and (out == out[..., :1]).all()
     assert np.abs(out[..., 0] - luma).max() <= 1
+    # uint8: exactly cvtColor's fixed-point luma (its rounding), in every channel
+    np.testing.assert_array_equal(out, np.repeat(cv2.cvtColor(IMG, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2))
 
 
 def test_webp_decodes_to_the_same_pixels_as_bgr_and_swap():
