@@ -78,15 +78,16 @@ train: $(STAMP)
 
 # `make test` runs TEST_WORKERS test files at a time (pytest-xdist). A distributed test spends much of its time
 # with a core idle (a rank waiting on another's start, a launcher's timeout), and a second file fills it: on 2
-# cores the suite took 24 minutes in one process and 14 with two. `--dist loadfile` keeps each file on one
-# worker, so a module fixture that starts trainings runs once. TEST_WORKERS=0 runs it all in this process.
+# cores the suite took 24 minutes in one process and NN with two. `--dist loadfile` keeps each file on one
+# worker, so a module fixture that starts trainings runs once; `--no-loadscope-reorder` hands the files out in
+# the order tests/conftest.py collects them (the slow ones first). TEST_WORKERS=0 runs it all in this process.
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
-	$(IN_VENV) python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile tests
+	$(IN_VENV) python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
 
 test-fast: $(STAMP)
-	$(IN_VENV) python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile tests/unit
+	$(IN_VENV) python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests/unit
 
 clean:
 	rm -rf output build dist *.egg-info $(VENV)
