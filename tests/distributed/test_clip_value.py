@@ -5,8 +5,7 @@ import sys
 
 import pytest
 
-from engine.launch import free_port
-from tests.helpers import REPO, run_cli
+from tests.helpers import REPO, free_port, run_cli
 
 
 @pytest.mark.slow

@@ -5,8 +5,7 @@ Also the loss library inside a real 2-process ZeRO-2 run: every LossKeyCompose t
 
 import pytest
 
-from engine.launch import free_port
-from tests.helpers import DIGITS, launcher_cmd, run_cli
+from tests.helpers import DIGITS, free_port, launcher_cmd, run_cli
 
 
 @pytest.mark.slow

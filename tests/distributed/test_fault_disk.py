@@ -12,8 +12,7 @@ import sys
 import pytest
 
 from engine.checkpoint import layout
-from engine.launch import free_port
-from tests.helpers import REPO, TOY, launcher_cmd, run_cli
+from tests.helpers import REPO, TOY, free_port, launcher_cmd, run_cli
 
 LIMIT = REPO / "tests" / "assets" / "faulty" / "fsize_limit.py"
 #: 41k parameters: model and optimizer files of ~170-250 KB, far past the 64 KB limit; logs stay below it

@@ -2,8 +2,7 @@
 
 import pytest
 
-from engine.launch import free_port
-from tests.helpers import REPO, launcher_cmd, run_cli
+from tests.helpers import REPO, free_port, launcher_cmd, run_cli
 
 GPT = REPO / "examples" / "gpt"
 

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.launch import free_port
-from tests.helpers import REPO, launcher_cmd, read_records, run_cli, run_scenarios
+from tests.helpers import REPO, free_port, launcher_cmd, read_records, run_cli, run_scenarios
 
 LARGE = REPO / "tests" / "assets" / "large"
 sys.path.insert(0, str(LARGE))

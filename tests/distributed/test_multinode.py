@@ -5,8 +5,7 @@ import sys
 
 import pytest
 
-from engine.launch import free_port
-from tests.helpers import DIGITS, REPO, kill_tree, run_cli
+from tests.helpers import DIGITS, REPO, free_port, kill_tree, run_cli
 
 
 def launch_two_nodes(tmp_path, output_dir, extra_opts, resume=False):

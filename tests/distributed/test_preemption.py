@@ -18,9 +18,8 @@ from engine.checkpoint import layout
 from engine.checkpoint.preempt import EXIT_REQUEUE, STOP_NOW, SignalFlag, StopRequests, signal_numbers
 from engine.errors import ConfigError
 from engine.schedule.args import parse_args
-from engine.launch import free_port
 from tests.distributed.test_resume import engine_tensors
-from tests.helpers import TOY, launcher_cmd, run_cli, run_scenarios
+from tests.helpers import TOY, free_port, launcher_cmd, run_cli, run_scenarios
 
 STEPS = 16
 SCRIPT = f'''

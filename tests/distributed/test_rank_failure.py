@@ -13,8 +13,7 @@ import time
 
 import pytest
 
-from engine.launch import free_port
-from tests.helpers import REPO, launcher_cmd, run_cli
+from tests.helpers import REPO, free_port, launcher_cmd, run_cli
 
 FAULTY = REPO / "tests" / "assets" / "faulty"
 #: generous bound from the fault to the job's exit on 2 busy cores (measured 2-15 s; a hang would be minutes)

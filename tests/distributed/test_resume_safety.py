@@ -6,8 +6,7 @@ import time
 import pytest
 
 from engine.checkpoint import layout
-from engine.launch import free_port
-from tests.helpers import TOY, launcher_cmd, run_cli
+from tests.helpers import TOY, free_port, launcher_cmd, run_cli
 
 ONE_RANK_SAVE = '''
 import os, sys, time

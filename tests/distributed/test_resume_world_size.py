@@ -14,8 +14,7 @@ import pytest
 import torch
 
 from engine.checkpoint import layout, universal
-from engine.launch import free_port
-from tests.helpers import TOY, launcher_cmd, run_cli
+from tests.helpers import TOY, free_port, launcher_cmd, run_cli
 
 STEPS = 18
 LR, STEP_SIZE, GAMMA = 3e-2, 5, 0.7

@@ -3,14 +3,14 @@
 import csv
 import glob
 import json
+import os
 import re
 import sys
 
 import pytest
 import yaml
 
-from engine.launch import free_port
-from tests.helpers import DIGITS, TOY, launcher_cmd, read_records, run_cli, run_scenarios
+from tests.helpers import DIGITS, TOY, free_port, launcher_cmd, read_records, run_cli, run_scenarios
 
 
 PEAK_TFLOPS = 0.05
@@ -109,15 +109,17 @@ def test_plain_python_spawns_num_gpus_processes(tmp_path):
 
 @pytest.mark.slow
 def test_deepspeed_launcher_leaves_no_shm_buffers_and_shares_cores(tmp_path):
-    before = set(glob.glob("/dev/shm/deepspeed_allreduce_buffer_*"))
+    port = free_port()
+    # DeepSpeed's shm.cpp names a job's buffers deepspeed_allreduce_buffer_<uid>_<addr>_<port>_<rank>: only this
+    # job's count (another test file may be running a job of its own at the same time)
+    ours = f"/dev/shm/deepspeed_allreduce_buffer_{os.getuid()}_*_{port}_*"
+    before = set(glob.glob(ours))
     out = tmp_path / "out"
-    cmd = launcher_cmd("deepspeed", TOY / "train.py", 2, free_port()) + [
+    cmd = launcher_cmd("deepspeed", TOY / "train.py", 2, port) + [
         "--config-file", str(TOY / "cfg.py"), "--opts", "output_dir", str(out), "solver.max_iter", "5"]
     result = run_cli(cmd)
     assert result.returncode == 0, result.stdout[-4000:]
-    assert set(glob.glob("/dev/shm/deepspeed_allreduce_buffer_*")) <= before
-    import os
-
+    assert set(glob.glob(ours)) <= before
     cores = len(os.sched_getaffinity(0))
     assert f"{max(1, cores // 2)} threads per rank" in (out / "train.log").read_text()
 

@@ -9,6 +9,7 @@ from torch import nn
 from engine.errors import EngineError
 from engine.model.activation_checkpointing import (activation_checkpointing_requested, apply_activation_checkpointing,
                                                    declared_blocks)
+from tests.helpers import free_port
 
 
 class Block(nn.Module):
@@ -64,8 +65,6 @@ def deepspeed_ready(monkeypatch):
     """DeepSpeed's checkpointing asks for the rank: a one-process gloo group, torn down after."""
     import deepspeed
     import torch.distributed as dist
-
-    from engine.launch import free_port
 
     for key, value in dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
                            MASTER_PORT=str(free_port())).items():
