@@ -16,7 +16,7 @@ import fault_injection as fi  # noqa: E402
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(900)  # ~90 s alone; up to 306 s measured beside another test file on 2 busy cores
 def test_kills_and_resumes_are_bitwise_exact(tmp_path):
     # shorter runs than the benchmark's, one kill per trial (inside a save or at a random moment)
     settings = fi.Settings(steps=30, max_kills=1, save_kill_share=0.7)
