@@ -82,12 +82,13 @@ train: $(STAMP)
 # worker, so a module fixture that starts trainings runs once; `--no-loadscope-reorder` hands the files out in
 # the order tests/conftest.py collects them (the slow ones first). TEST_WORKERS=0 runs it all in this process.
 TEST_WORKERS ?= 2
+PYTEST = $(IN_VENV) python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: $(STAMP)
-	$(IN_VENV) python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
+	$(PYTEST) tests
 
 test-fast: $(STAMP)
-	$(IN_VENV) python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests/unit
+	$(PYTEST) tests/unit
 
 clean:
 	rm -rf output build dist *.egg-info $(VENV)
